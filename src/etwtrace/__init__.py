@@ -1,0 +1,257 @@
+"""etwtrace for Linux: make Python code visible to perf.
+
+Enabling a tracer hooks Python function calls and publishes what a system profiler needs:
+
+* StackSamplingTracer routes every Python function through its own native thunk and publishes
+  the thunks in /tmp/perf-<pid>.map and a jitdump file, so `perf record` stacks show
+  `py::<qualname>:<file>` frames between the native ones.
+* InstrumentedTracer records entry and exit of every Python and C call into a lossless trace
+  file (and fires USDT probes), for exact call counts and timelines.
+
+The mark() function and mark_range() context manager emit an event (or start/stop pair) with
+custom text, useful for finding spans of interest during analysis::
+
+    with etwtrace.StackSamplingTracer():
+        # Code to trace
+        etwtrace.mark("marker event")
+        with etwtrace.mark_range("start/stop span"):
+            # Code to trace
+"""
+
+from ._version import __version__
+
+__all__ = [
+    "StackSamplingTracer",
+    "InstrumentedTracer",
+    "mark",
+    "mark_range",
+    "is_active",
+    "enable_if",
+    "get_profile_path",
+    "get_stacktags_path",
+    "__version__",
+]
+
+_tracer = None
+
+_MARK = 0
+_RANGE_START = 1
+_RANGE_STOP = 2
+_STACK = 3
+
+
+def _native():
+    from . import _etwtrace
+
+    return _etwtrace
+
+
+class _RangeMark:
+    def __init__(self, text):
+        self.mark = text
+
+    def __enter__(self):
+        _native().write_mark(self.mark, _RANGE_START)
+        return self
+
+    def __exit__(self, *exc_info):
+        _native().write_mark(self.mark, _RANGE_STOP)
+
+
+class _TracingMixin:
+    _mode = None
+
+    def __init__(self, **options):
+        self._ignored_files = set()
+        self._include_prefixes = []
+        self._options = dict(options)
+        self._module = _native()
+
+    def __enter__(self):
+        self.enable()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.disable()
+
+    def enable(self):
+        """Start tracing. Only one tracer may be active in a process at a time."""
+        global _tracer
+        if _tracer is not None:
+            if _tracer is self:
+                raise RuntimeError("this tracer is already enabled")
+            raise RuntimeError(
+                f"another etwtrace tracer ({type(_tracer).__name__}) is already active; "
+                "disable it before enabling this one"
+            )
+        import threading
+
+        self.ignore(__file__)
+        self.ignore(self._module.__file__)
+        self.ignore(threading.__file__)
+        import os
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        for entry in os.listdir(here):
+            if entry.endswith(".py"):
+                self.ignore(os.path.join(here, entry))
+        self._module.enable(self._mode, self._ignored_files, self._include_prefixes, self._options)
+        _tracer = self
+
+    def disable(self):
+        """Stop tracing. Functions already running keep working."""
+        global _tracer
+        if _tracer is self:
+            _tracer = None
+            self._module.disable()
+
+    def ignore(self, *files):
+        """Do not trace functions defined in these files (exact co_filename)."""
+        self._ignored_files.update(str(f) for f in files)
+
+    def include(self, *prefixes):
+        """Trace only functions whose file starts with one of these prefixes."""
+        self._include_prefixes.extend(str(p) for p in prefixes)
+
+    def mark(self, mark):
+        """Emit a PythonMark event with the given text."""
+        self._module.write_mark(str(mark), _MARK)
+
+    def mark_range(self, mark):
+        """Context manager emitting a start/stop PythonMark pair around its body."""
+        return _RangeMark(str(mark))
+
+    def _mark_stack(self, mark):
+        """Emit a PythonStackSample event: the system profiler records the stack here."""
+        self._module.write_mark(str(mark), _STACK)
+
+    def _get_technical_info(self):
+        """A tuple describing the native module and interpreter, for bug reports."""
+        return self._module._get_technical_info(self._mode)
+
+
+class StackSamplingTracer(_TracingMixin):
+    """Publishes a native thunk per Python function so perf's stack samples show Python frames."""
+
+    _mode = "stack"
+
+
+class InstrumentedTracer(_TracingMixin):
+    """Records entry and exit of every Python and C call."""
+
+    _mode = "instrumented"
+
+
+def enable_if(enable_var, type_var):
+    """Enable tracing at interpreter start-up (called from etwtrace.pth).
+
+    Tracing starts when `enable_var` is empty/None or the variable it names is set to a value
+    not starting with 0, n or f. The mode comes from the variable named by `type_var`:
+    'stack' (default) or 'instrument'/'instrumented'. `python -m etwtrace` is never traced.
+    """
+    global enable_if
+    enable_if = lambda *a: None  # noqa: E731 - only the first call counts
+
+    import os
+    import sys
+
+    if enable_var and os.getenv(enable_var, "0").lower()[:1] in ("0", "n", "f", ""):
+        return
+    orig_argv = getattr(sys, "orig_argv", None)
+    if orig_argv is None:
+        # 3.9 has no sys.orig_argv: /proc tells how this interpreter was started.
+        try:
+            with open("/proc/self/cmdline", "rb") as f:
+                orig_argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            orig_argv = []
+    if orig_argv[1:3] == ["-m", "etwtrace"]:
+        print("Skipping automatic tracing for etwtrace module", file=sys.stderr)
+        return
+    trace_type = os.getenv(type_var, "").lower() if type_var else ""
+    if trace_type in ("stack", ""):
+        tracer = StackSamplingTracer()
+    elif trace_type in ("instrument", "instrumented"):
+        tracer = InstrumentedTracer()
+    else:
+        raise ValueError(f"'{trace_type}' is not a supported trace type. Use 'stack' or 'instrumented'.")
+    tracer.enable()
+
+
+def is_active():
+    """Returns True if tracing is active."""
+    return _tracer is not None
+
+
+def _warn_inactive():
+    import warnings
+
+    warnings.warn("Unable to mark when global tracer is not enabled", RuntimeWarning, stacklevel=3)
+
+
+def mark(name):
+    """Emits a mark event with the provided text."""
+    if _tracer is not None:
+        _tracer.mark(name)
+    else:
+        _warn_inactive()
+
+
+class _NullRange:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+
+def mark_range(name):
+    """Context manager to emit start/stop mark events with the provided text."""
+    if _tracer is not None:
+        return _tracer.mark_range(name)
+    _warn_inactive()
+    return _NullRange()
+
+
+def _mark_stack(mark):
+    """Forces a stack sample to be captured here (used by tests)."""
+    if _tracer is not None:
+        return _tracer._mark_stack(mark)
+    _warn_inactive()
+
+
+_TEMP_CONTENT_DIR = None
+
+PROFILE_FILE = "python-perf.ini"
+STACKTAGS_FILE = "python.stacktags"
+
+
+def _get_content_path(name, allow_direct=True):
+    """Path of a shipped data file; copied to a private temp dir if the package is zipped."""
+    global _TEMP_CONTENT_DIR
+    import importlib.resources
+    import os
+    import tempfile
+    from pathlib import Path
+
+    resource = importlib.resources.files(__name__) / "profiles" / name
+    if allow_direct and Path(str(resource)).is_file():
+        return str(resource)
+    data = resource.read_bytes()
+    if _TEMP_CONTENT_DIR is None:
+        _TEMP_CONTENT_DIR = tempfile.mkdtemp(prefix="etwtrace-")
+    dest = os.path.join(_TEMP_CONTENT_DIR, name)
+    # mkdtemp made a private 0700 directory, so nobody can plant a link here.
+    with open(dest, "wb") as f_out:
+        f_out.write(data)
+    return dest
+
+
+def get_profile_path():
+    """Returns the path to the shipped perf recording-profile file."""
+    return _get_content_path(PROFILE_FILE)
+
+
+def get_stacktags_path():
+    """Returns the path to the shipped stack-tags file."""
+    return _get_content_path(STACKTAGS_FILE)

@@ -1,0 +1,122 @@
+"""Runs the target program under a tracer exactly as `python script.py` / `python -m mod` would.
+
+The target sees the sys.argv, sys.path[0] and __main__ it would see if run directly; its exit
+status passes through, and an uncaught exception prints the traceback an untraced run prints
+(without the launcher's own frames).
+"""
+
+import os
+import sys
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def _trim_traceback(tb, target_files):
+    """Drop the launcher's and runpy's leading frames so the traceback starts at the target."""
+    first = tb
+    while first is not None:
+        if first.tb_frame.f_code.co_filename in target_files:
+            return first
+        first = first.tb_next
+    # No frame from the target itself (e.g. a SyntaxError while compiling it): drop every
+    # frame that belongs to etwtrace or runpy.
+    first = tb
+    while first is not None and _is_launcher_frame(first.tb_frame.f_code.co_filename):
+        first = first.tb_next
+    return first
+
+
+def _is_launcher_frame(filename):
+    here = os.path.dirname(os.path.abspath(__file__))
+    return filename.startswith(here) or os.path.basename(filename) == "runpy.py" or filename == "<frozen runpy>"
+
+
+def _report_uncaught(exc):
+    """Print an uncaught exception as the interpreter would, then exit like it would."""
+    import traceback
+
+    exc.__traceback__ = _trim_traceback(exc.__traceback__, _target_files)
+    try:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    except Exception:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    if isinstance(exc, KeyboardInterrupt):
+        # CPython ends an interrupted program by re-raising SIGINT, so the parent sees it.
+        import atexit
+        import signal
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return 1
+
+
+_target_files = set()
+
+
+def run_target(argv, tracer, capture_path=None):
+    """Run `argv` (script.py args... or -m module args...) under `tracer`; returns exit status."""
+    import runpy
+
+    if argv[0] == "-m":
+        if len(argv) < 2:
+            from ._cli import UsageError
+
+            raise UsageError("-m needs a module name, for example: -- -m http.server 8000")
+        module = argv[1]
+        sys.argv[:] = [argv[0], *argv[2:]]
+        sys.path[0:1] = [os.getcwd()] if sys.path else [os.getcwd()]
+
+        def run():
+            import importlib.util
+
+            spec = importlib.util.find_spec(module)
+            if spec is not None and spec.origin:
+                _target_files.add(spec.origin)
+            # Like `python -m`: sys.argv[0] becomes the module's file.
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        script = argv[0]
+        if not os.path.exists(script):
+            print(f"{sys.executable}: can't open file {os.path.abspath(script)!r}: "
+                  f"[Errno 2] No such file or directory", file=sys.stderr)
+            return 2
+        sys.argv[:] = list(argv)
+        script_dir = os.path.dirname(os.path.abspath(script))
+        if sys.path:
+            sys.path[0] = script_dir
+        else:
+            sys.path.insert(0, script_dir)
+        _target_files.add(script)
+        _target_files.add(os.path.abspath(script))
+
+        def run():
+            runpy.run_path(script, run_name="__main__")
+
+    capture = _NullContext()
+    if capture_path is not None:
+        from . import _capture
+
+        capture = _capture.start(capture_path, tracer)
+    with capture:
+        tracer.enable()
+        try:
+            run()
+        except SystemExit:
+            raise
+        except BaseException as exc:  # noqa: B902 - reported exactly as the interpreter would
+            return _report_uncaught(exc)
+        finally:
+            tracer.disable()
+    return 0

@@ -1,0 +1,110 @@
+// compat.h - every CPython version difference the native core depends on.
+//
+// The rest of the core never tests PY_VERSION_HEX: it calls the small inline functions here.
+// Supported: CPython 3.9 - 3.13 (default, GIL-enabled builds).
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+
+#if PY_VERSION_HEX < 0x03090000
+#error "etwtrace needs CPython 3.9 or newer"
+#endif
+
+namespace etwtrace::compat {
+
+#if PY_VERSION_HEX >= 0x030B0000
+// From 3.11 the eval-frame hook receives an interpreter frame, whose layout is internal.
+// We mirror only the leading fields we read; tests on every version check them.
+struct InterpreterFrame;
+using EvalFrame = InterpreterFrame;
+#else
+using EvalFrame = PyFrameObject;
+#endif
+
+using EvalFrameFunction = PyObject* (*)(PyThreadState*, EvalFrame*, int);
+
+#if PY_VERSION_HEX >= 0x030D0000
+struct InterpreterFrameHead { PyObject* f_executable; };   // 3.13: code object (or None)
+#elif PY_VERSION_HEX >= 0x030C0000
+struct InterpreterFrameHead { PyCodeObject* f_code; };     // 3.12
+#elif PY_VERSION_HEX >= 0x030B0000
+struct InterpreterFrameHead {                              // 3.11
+    PyObject* f_func;
+    PyObject* f_globals;
+    PyObject* f_builtins;
+    PyObject* f_locals;
+    PyCodeObject* f_code;
+};
+#endif
+
+// The code object a frame executes, or nullptr for frames that run no code object.
+inline PyCodeObject* frame_code(EvalFrame* frame) {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject* executable = reinterpret_cast<InterpreterFrameHead*>(frame)->f_executable;
+    return PyCode_Check(executable) ? reinterpret_cast<PyCodeObject*>(executable) : nullptr;
+#elif PY_VERSION_HEX >= 0x030B0000
+    return reinterpret_cast<InterpreterFrameHead*>(frame)->f_code;
+#else
+    return frame->f_code;
+#endif
+}
+
+inline EvalFrameFunction get_eval_frame(PyInterpreterState* interp) {
+    return reinterpret_cast<EvalFrameFunction>(_PyInterpreterState_GetEvalFrameFunc(interp));
+}
+
+inline void set_eval_frame(PyInterpreterState* interp, EvalFrameFunction fn) {
+    _PyInterpreterState_SetEvalFrameFunc(interp, reinterpret_cast<_PyFrameEvalFunction>(fn));
+}
+
+inline EvalFrameFunction default_eval_frame() {
+    return reinterpret_cast<EvalFrameFunction>(&_PyEval_EvalFrameDefault);
+}
+
+inline Py_ssize_t request_code_extra_index(freefunc free_fn) {
+    return _PyEval_RequestCodeExtraIndex(free_fn);
+}
+
+inline void* get_code_extra(PyCodeObject* code, Py_ssize_t index) {
+    void* extra = nullptr;
+    if (_PyCode_GetExtra(reinterpret_cast<PyObject*>(code), index, &extra) < 0) {
+        PyErr_Clear();
+        return nullptr;
+    }
+    return extra;
+}
+
+inline bool set_code_extra(PyCodeObject* code, Py_ssize_t index, void* extra) {
+    if (_PyCode_SetExtra(reinterpret_cast<PyObject*>(code), index, extra) < 0) {
+        PyErr_Clear();
+        return false;
+    }
+    return true;
+}
+
+// Qualified name where the code object knows it (3.11+); the plain name before that.
+// (function_registry.cpp recovers qualified names on 3.9/3.10 from the enclosing code.)
+inline PyObject* code_qualname(PyCodeObject* code) {
+#if PY_VERSION_HEX >= 0x030B0000
+    return code->co_qualname;
+#else
+    return code->co_name;
+#endif
+}
+
+inline bool code_has_qualname() { return PY_VERSION_HEX >= 0x030B0000; }
+
+inline PyObject* code_name(PyCodeObject* code) { return code->co_name; }
+inline PyObject* code_filename(PyCodeObject* code) { return code->co_filename; }
+inline int code_first_line(PyCodeObject* code) { return code->co_firstlineno; }
+
+// Line being executed in a frame object (used for PythonFunctionPush's CallerLine).
+inline int frame_object_line(PyFrameObject* frame) { return PyFrame_GetLineNumber(frame); }
+
+inline PyFrameObject* thread_frame(PyThreadState* tstate) {
+    return PyThreadState_GetFrame(tstate);  // new reference (3.9+)
+}
+
+}  // namespace etwtrace::compat

@@ -1,0 +1,77 @@
+// function_registry.h - one FunctionID per traced function, shared by both modes.
+//
+// A Python function is identified by its code object; the record is cached in the code
+// object's co_extra slot so the hot path is one lookup. C functions (instrumented mode) are
+// keyed by their PyMethodDef. Records are never freed: a FunctionID, and the thunk address a
+// stack-sampling record owns, stay valid for the life of the process, even after disable(),
+// because frames may still be running through them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "python/compat.h"
+
+namespace etwtrace::py {
+
+struct FunctionRecord {
+    uint32_t id = 0;             // FunctionID, 1-based, unique in the process
+    uint32_t generation = 0;     // filter generation `included` was computed for
+    bool included = false;       // passes ignore()/include() in that generation
+    bool published = false;      // PythonFunction already emitted (by the active mode)
+    bool is_python = true;
+    int first_line = 0;
+    std::string qualname;        // UTF-8
+    std::string filename;        // UTF-8; for C functions, the module name
+    void* thunk = nullptr;       // stack sampling: the thunk entered for this function
+    uint32_t thunk_size = 0;
+};
+
+// Called once per record the first time it is seen included in the current enable().
+using PublishCallback = std::function<void(FunctionRecord&)>;
+
+class FunctionRegistry {
+public:
+    // Starts a new filter generation: `ignored` is a set of file names to skip, `include` a
+    // list of path prefixes (empty = everything). Both are borrowed and consulted live, so
+    // ignore()/include() calls after enable() apply to functions not yet seen.
+    // Returns false with a Python exception set on failure.
+    bool configure(PyObject* ignored, PyObject* include, PublishCallback on_publish);
+    void reset();  // disable(): forget the filters and callback, keep records
+
+    // The record for a code object if it is traced now, else nullptr. Never raises.
+    FunctionRecord* lookup(PyCodeObject* code) {
+        void* extra = compat::get_code_extra(code, extra_index_);
+        auto* record = static_cast<FunctionRecord*>(extra);
+        if (record && record->generation == generation_) {
+            return record->included ? record : nullptr;
+        }
+        return lookup_slow(code, record);
+    }
+
+    // The record for a builtin/C function object (instrumented mode), or nullptr.
+    FunctionRecord* lookup_cfunction(PyObject* func);
+
+    uint32_t function_count() const { return next_id_ - 1; }
+
+    // Must be called with the GIL held, once, before any lookup.
+    bool initialise();
+
+private:
+    FunctionRecord* lookup_slow(PyCodeObject* code, FunctionRecord* stale);
+    bool passes_filters(const std::string& filename);
+    void apply_filters(FunctionRecord& record);
+    std::string recover_qualname(PyCodeObject* code);
+
+    Py_ssize_t extra_index_ = -1;
+    uint32_t generation_ = 1;
+    uint32_t next_id_ = 1;
+    PyObject* ignored_ = nullptr;   // strong references while enabled
+    PyObject* include_ = nullptr;
+    PublishCallback on_publish_;
+};
+
+FunctionRegistry& registry();
+
+}  // namespace etwtrace::py

@@ -1,0 +1,34 @@
+// tracer_mode.h - the interface bindings.cpp drives; one implementation per tracing mode.
+//
+//   stack_mode.cpp       stack sampling: PEP 523 hook -> per-function thunks -> perf map/jitdump
+//   instrument_mode.cpp  instrumentation: call/return hooks -> trace file (+ USDT probes)
+#pragma once
+
+#include <string_view>
+
+#include "python/compat.h"
+
+namespace etwtrace::py {
+
+// Upstream's PythonMark opcodes: write_mark(text, kind).
+enum class MarkKind : int { Mark = 0, RangeStart = 1, RangeStop = 2, StackSample = 3 };
+
+class TracerMode {
+public:
+    virtual ~TracerMode() = default;
+    // Name of the mode, as the launcher and --info spell it ("stack", "instrumented").
+    virtual const char* name() const = 0;
+    // `ignored` (set of file names) and `include` (list of path prefixes) are live objects
+    // owned by the Python tracer; `options` is a dict of mode options (may be empty).
+    // Return false with a Python exception set when tracing cannot start.
+    virtual bool enable(PyObject* ignored, PyObject* include, PyObject* options) = 0;
+    virtual bool disable() = 0;
+    virtual bool write_mark(std::string_view text, MarkKind kind) = 0;
+    // Extra items appended to the technical-info tuple (a new reference to a tuple).
+    virtual PyObject* technical_info() = 0;
+};
+
+TracerMode& stack_mode();
+TracerMode& instrument_mode();
+
+}  // namespace etwtrace::py
