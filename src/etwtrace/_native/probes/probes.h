@@ -1,0 +1,96 @@
+// probes.h - the etwtrace USDT provider: one probe per upstream ETW event.
+//
+// Probes are SystemTap SDT notes (<sys/sdt.h>, Debian's systemtap-sdt-dev), which perf, bpftrace,
+// bcc and SystemTap attach to as `sdt_etwtrace:<name>` / `usdt:...:etwtrace:<name>`. Each probe
+// is guarded by its SDT semaphore, which a tracer increments while attached, so a probe site
+// costs one predictable load and branch when nobody listens. Without sdt.h the probes compile to
+// nothing and *_enabled() is always false.
+//
+// Probe (arguments)                                              upstream event
+//   thread(thread_id u64, start i32: 1 start / 0 stop)           PythonThread
+//   function(id u32, begin u64, end u64, line i32,
+//            file char*, name char*, is_python i32)              PythonFunction
+//   mark(text char*, kind i32: 0 mark / 1 start / 2 stop)        PythonMark
+//   stack_sample(text char*)                                     PythonStackSample
+//   function_push(id u32, caller u32, caller_line i32)           PythonFunctionPush
+//   function_pop(id u32)                                         PythonFunctionPop
+#pragma once
+
+#include <cstdint>
+
+#ifdef ETWTRACE_HAVE_SDT
+#define _SDT_HAS_SEMAPHORES 1
+#include <sys/sdt.h>
+
+extern "C" {
+// Defined in probes.cpp, in the ELF section ".probes" where tracers look for semaphores.
+extern volatile unsigned short etwtrace_thread_semaphore;
+extern volatile unsigned short etwtrace_function_semaphore;
+extern volatile unsigned short etwtrace_mark_semaphore;
+extern volatile unsigned short etwtrace_stack_sample_semaphore;
+extern volatile unsigned short etwtrace_function_push_semaphore;
+extern volatile unsigned short etwtrace_function_pop_semaphore;
+}
+
+#define ETWTRACE_PROBE_ENABLED(name) __builtin_expect(etwtrace_##name##_semaphore != 0, 0)
+// STAP_PROBEV needs GNU extensions; the numbered forms work in strict C++20.
+#define ETWTRACE_PROBE1(name, a) STAP_PROBE1(etwtrace, name, a)
+#define ETWTRACE_PROBE2(name, a, b) STAP_PROBE2(etwtrace, name, a, b)
+#define ETWTRACE_PROBE3(name, a, b, c) STAP_PROBE3(etwtrace, name, a, b, c)
+#define ETWTRACE_PROBE7(name, a, b, c, d, e, f, g) STAP_PROBE7(etwtrace, name, a, b, c, d, e, f, g)
+#else
+#define ETWTRACE_PROBE_ENABLED(name) false
+#define ETWTRACE_PROBE1(...) ((void)0)
+#define ETWTRACE_PROBE2(...) ((void)0)
+#define ETWTRACE_PROBE3(...) ((void)0)
+#define ETWTRACE_PROBE7(...) ((void)0)
+#endif
+
+namespace etwtrace::probes {
+
+inline bool thread_enabled() { return ETWTRACE_PROBE_ENABLED(thread); }
+inline bool function_enabled() { return ETWTRACE_PROBE_ENABLED(function); }
+inline bool mark_enabled() { return ETWTRACE_PROBE_ENABLED(mark); }
+inline bool stack_sample_enabled() { return ETWTRACE_PROBE_ENABLED(stack_sample); }
+inline bool function_push_enabled() { return ETWTRACE_PROBE_ENABLED(function_push); }
+inline bool function_pop_enabled() { return ETWTRACE_PROBE_ENABLED(function_pop); }
+
+inline void thread([[maybe_unused]] uint64_t thread_id, [[maybe_unused]] int start) {
+    if (thread_enabled()) {
+        ETWTRACE_PROBE2(thread, thread_id, start);
+    }
+}
+
+inline void function([[maybe_unused]] uint32_t id, [[maybe_unused]] uint64_t begin,
+                     [[maybe_unused]] uint64_t end, [[maybe_unused]] int line,
+                     [[maybe_unused]] const char* file, [[maybe_unused]] const char* name,
+                     [[maybe_unused]] int is_python) {
+    if (function_enabled()) {
+        ETWTRACE_PROBE7(function, id, begin, end, line, file, name, is_python);
+    }
+}
+
+inline void mark([[maybe_unused]] const char* text, [[maybe_unused]] int kind) {
+    if (mark_enabled()) {
+        ETWTRACE_PROBE2(mark, text, kind);
+    }
+}
+
+// Not inlined: the stack recorded at this probe must show the caller's frames exactly, and a
+// stable probe address keeps the recorded stack's leaf predictable.
+void stack_sample(const char* text);
+
+inline void function_push([[maybe_unused]] uint32_t id, [[maybe_unused]] uint32_t caller,
+                          [[maybe_unused]] int caller_line) {
+    if (function_push_enabled()) {
+        ETWTRACE_PROBE3(function_push, id, caller, caller_line);
+    }
+}
+
+inline void function_pop([[maybe_unused]] uint32_t id) {
+    if (function_pop_enabled()) {
+        ETWTRACE_PROBE1(function_pop, id);
+    }
+}
+
+}  // namespace etwtrace::probes
