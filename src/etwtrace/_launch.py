@@ -102,7 +102,7 @@ def run_target(argv, tracer, capture_path=None):
         _target_files.add(os.path.abspath(script))
 
         def run():
-            runpy.run_path(script, run_name="__main__")
+            runpy.run_path(os.path.abspath(script), run_name="__main__")
 
     capture = _NullContext()
     if capture_path is not None:
