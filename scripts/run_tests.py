@@ -101,7 +101,7 @@ def venv_for(version, python, sanitize=False):
         if run([python, "-m", "venv", env_dir]):
             return None
     vpy = env_dir / "bin" / "python"
-    if run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "pytest"]):
+    if run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip", "pytest"]):
         return None
     env = dict(os.environ, ETWTRACE_WERROR="1")
     build_dir = WORK / f"wheel-build-{version}{'-asan' if sanitize else ''}"

@@ -9,6 +9,14 @@
 #include "python/compat.h"
 #include "python/tracer_mode.h"
 
+#if defined(__x86_64__)
+#define PLATFORM_TRIPLE "x86_64-linux"
+#elif defined(__aarch64__)
+#define PLATFORM_TRIPLE "aarch64-linux"
+#else
+#define PLATFORM_TRIPLE "unknown"
+#endif
+
 #ifndef ETWTRACE_VERSION
 #define ETWTRACE_VERSION "unknown"
 #endif
@@ -119,8 +127,10 @@ PyObject* py_technical_info(PyObject*, PyObject* args) {
 #else
     const char* probes = "no-usdt";
 #endif
-    PyObject* head = Py_BuildValue("(sssss)", "_etwtrace", mode->name(), ETWTRACE_VERSION,
-                                   Py_GetVersion(), probes);
+    std::string_view interpreter = Py_GetVersion();  // "3.12.1 (main, ...) [GCC ...]"
+    interpreter = interpreter.substr(0, interpreter.find(' '));
+    PyObject* head = Py_BuildValue("(ssss#ss)", "_etwtrace", mode->name(), ETWTRACE_VERSION, interpreter.data(),
+                                   static_cast<Py_ssize_t>(interpreter.size()), probes, PLATFORM_TRIPLE);
     if (!head) {
         Py_DECREF(extra);
         return nullptr;

@@ -63,13 +63,24 @@ inline EvalFrameFunction default_eval_frame() {
     return reinterpret_cast<EvalFrameFunction>(&_PyEval_EvalFrameDefault);
 }
 
+// The underscore names are deprecated aliases from 3.12 on.
+#if PY_VERSION_HEX >= 0x030C0000
+#define ETWTRACE_REQUEST_CODE_EXTRA_INDEX PyUnstable_Eval_RequestCodeExtraIndex
+#define ETWTRACE_CODE_GET_EXTRA PyUnstable_Code_GetExtra
+#define ETWTRACE_CODE_SET_EXTRA PyUnstable_Code_SetExtra
+#else
+#define ETWTRACE_REQUEST_CODE_EXTRA_INDEX _PyEval_RequestCodeExtraIndex
+#define ETWTRACE_CODE_GET_EXTRA _PyCode_GetExtra
+#define ETWTRACE_CODE_SET_EXTRA _PyCode_SetExtra
+#endif
+
 inline Py_ssize_t request_code_extra_index(freefunc free_fn) {
-    return _PyEval_RequestCodeExtraIndex(free_fn);
+    return ETWTRACE_REQUEST_CODE_EXTRA_INDEX(free_fn);
 }
 
 inline void* get_code_extra(PyCodeObject* code, Py_ssize_t index) {
     void* extra = nullptr;
-    if (_PyCode_GetExtra(reinterpret_cast<PyObject*>(code), index, &extra) < 0) {
+    if (ETWTRACE_CODE_GET_EXTRA(reinterpret_cast<PyObject*>(code), index, &extra) < 0) {
         PyErr_Clear();
         return nullptr;
     }
@@ -77,7 +88,7 @@ inline void* get_code_extra(PyCodeObject* code, Py_ssize_t index) {
 }
 
 inline bool set_code_extra(PyCodeObject* code, Py_ssize_t index, void* extra) {
-    if (_PyCode_SetExtra(reinterpret_cast<PyObject*>(code), index, extra) < 0) {
+    if (ETWTRACE_CODE_SET_EXTRA(reinterpret_cast<PyObject*>(code), index, extra) < 0) {
         PyErr_Clear();
         return false;
     }
