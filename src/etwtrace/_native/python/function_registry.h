@@ -42,7 +42,9 @@ public:
 
     // The record for a code object if it is traced now, else nullptr. Never raises.
     FunctionRecord* lookup(PyCodeObject* code) {
-        void* extra = compat::get_code_extra(code, extra_index_);
+        // Hot path of both hooks: one co_extra read and a generation check. extra_index_ is -1
+        // until initialise(), which the fast read treats as "no record".
+        void* extra = compat::get_code_extra_fast(code, extra_index_);
         auto* record = static_cast<FunctionRecord*>(extra);
         if (record && record->generation == generation_) {
             return record->included ? record : nullptr;

@@ -1,27 +1,322 @@
-// stack_mode.cpp - placeholder until this mode is implemented: enabling raises
-// NotImplementedError rather than pretending to trace.
+// stack_mode.cpp - stack sampling: every Python function runs through its own native thunk.
+//
+// Without us, a native stack walk through CPython shows the same few interpreter functions
+// for every Python call:
+//     _PyEval_EvalFrameDefault <- _PyFunction_Vectorcall <- ... <- _PyEval_EvalFrameDefault
+// With a PEP 523 eval-frame hook, each Python function's frames are evaluated through a thunk
+// of its own (thunks/), whose address is published with the function's name (symbols/):
+//     _PyEval_EvalFrameDefault <- py::b:app.py <- ... <- _PyEval_EvalFrameDefault <- py::a:app.py
+// so perf's samples name the Python functions between the native frames.
+//
+// Hot path (per Python call): one co_extra read and a generation check (FunctionRegistry::
+// lookup), then an indirect call into the thunk, which calls the default evaluator. The first
+// call of a function allocates its thunk and publishes it (perf map, jitdump, USDT `function`).
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <ctime>
+#include <pthread.h>
+#include <string>
+
+#include "probes/probes.h"
+#include "python/compat.h"
+#include "python/function_registry.h"
+#include "python/stack_mode.h"
 #include "python/tracer_mode.h"
+#include "symbols/safe_file.h"
+#include "symbols/symbol_writer.h"
+#include "thunks/arena.h"
+#include "thunks/thunk_x86_64.h"
 
 namespace etwtrace::py {
 namespace {
 
+using ThunkFunction = PyObject* (*)(PyThreadState*, compat::EvalFrame*, int, compat::EvalFrameFunction);
+
+// Process-wide state. Never destroyed: thunks must outlive every frame that may return into
+// them, including frames still running during interpreter shutdown.
+struct StackState {
+    thunks::ThunkArena* arena = nullptr;
+    symbols::SymbolPublisher* publisher = nullptr;
+    FunctionRegistry* registry = nullptr;
+    compat::EvalFrameFunction previous = nullptr;
+    bool enabled = false;
+    bool fork_handlers = false;
+};
+StackState state;
+
+uint64_t native_thread_id() { return static_cast<uint64_t>(syscall(SYS_gettid)); }
+
+// USDT `thread`: start the first time a thread runs Python under the hook while a tracer
+// listens, stop when the thread exits (or tracing is disabled on it).
+struct ThreadNote {
+    bool started = false;
+    uint64_t tid = 0;
+    ~ThreadNote() {
+        if (started) {
+            probes::thread(tid, 0);
+        }
+    }
+};
+thread_local ThreadNote thread_note;
+
+__attribute__((noinline)) void note_thread() {
+    if (!thread_note.started) {
+        thread_note.started = true;
+        thread_note.tid = native_thread_id();
+        probes::thread(thread_note.tid, 1);
+    }
+}
+
+// Gives `record` its thunk and publishes it. Returns nullptr if no thunk can be had (the
+// function then runs untraced).
+void* assign_thunk(FunctionRecord& record) {
+    if (record.thunk != nullptr) {
+        return record.thunk;
+    }
+    void* thunk = state.arena->allocate();
+    if (thunk == nullptr) {
+        return nullptr;
+    }
+    record.thunk = thunk;
+    record.thunk_size = static_cast<uint32_t>(thunks::kThunkSize);
+    auto address = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(thunk));
+    symbols::CodeSymbol symbol;
+    symbol.address = address;
+    symbol.size = record.thunk_size;
+    symbol.name = "py::" + record.qualname + ":" + record.filename;
+    symbol.filename = record.filename;
+    symbol.line = record.first_line;
+    state.publisher->publish(std::move(symbol));
+    probes::function(record.id, address, address + record.thunk_size, record.first_line,
+                     record.filename.c_str(), record.qualname.c_str(), record.is_python ? 1 : 0);
+    return thunk;
+}
+
+__attribute__((noinline)) void* assign_thunk_slow(FunctionRecord* record) {
+    compat::SavedException saved;
+    return assign_thunk(*record);
+}
+
+PyObject* stack_eval_frame(PyThreadState* tstate, compat::EvalFrame* frame, int throwflag) {
+    if (probes::thread_enabled()) {
+        note_thread();
+    }
+    PyCodeObject* code = compat::frame_code(frame);
+    if (code != nullptr) {
+        FunctionRecord* record = state.registry->lookup(code);
+        if (record != nullptr) {
+            void* thunk = record->thunk;
+            if (__builtin_expect(thunk == nullptr, 0)) {
+                thunk = assign_thunk_slow(record);  // published earlier by the other mode
+            }
+            if (thunk != nullptr) {
+                return reinterpret_cast<ThunkFunction>(thunk)(tstate, frame, throwflag, &compat::eval_frame_default);
+            }
+        }
+    }
+    return compat::eval_frame_default(tstate, frame, throwflag);
+}
+
+// ---- fork -------------------------------------------------------------------------------------
+// The child must not write into the parent's files. pthread_atfork keeps the publisher's lock
+// consistent across fork(); the publisher notices the new pid by itself on its next publish,
+// and os.fork() children (the ones that go on running Python) re-publish at once, through
+// os.register_at_fork, so every inherited thunk has a name in the child's own files.
+
+void before_fork() {
+    if (state.publisher) {
+        state.publisher->lock();
+    }
+}
+void after_fork() {
+    if (state.publisher) {
+        state.publisher->unlock();
+    }
+}
+
+PyObject* after_fork_in_child(PyObject*, PyObject*) {
+    if (state.enabled && state.publisher) {
+        state.publisher->reopen_after_fork();
+    }
+    Py_RETURN_NONE;
+}
+
+PyMethodDef after_fork_def = {"_stack_mode_after_fork_in_child", after_fork_in_child, METH_NOARGS,
+                              "Re-publishes etwtrace's thunks into the forked child's own files."};
+
+bool install_fork_handlers() {
+    if (state.fork_handlers) {
+        return true;
+    }
+    if (pthread_atfork(before_fork, after_fork, after_fork) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "etwtrace: pthread_atfork failed");
+        return false;
+    }
+    PyObject* os = PyImport_ImportModule("os");
+    if (!os) {
+        return false;
+    }
+    PyObject* register_at_fork = PyObject_GetAttrString(os, "register_at_fork");
+    Py_DECREF(os);
+    if (!register_at_fork) {
+        return false;
+    }
+    PyObject* callback = PyCFunction_New(&after_fork_def, nullptr);
+    PyObject* args = PyTuple_New(0);
+    PyObject* kwargs = callback && args ? Py_BuildValue("{sO}", "after_in_child", callback) : nullptr;
+    PyObject* result = kwargs ? PyObject_Call(register_at_fork, args, kwargs) : nullptr;
+    Py_XDECREF(result);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(callback);
+    Py_DECREF(register_at_fork);
+    if (!result) {
+        return false;
+    }
+    state.fork_handlers = true;
+    return true;
+}
+
+// ---- the mode -------------------------------------------------------------------------------
+
+uint64_t salt_seed() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (static_cast<uint64_t>(getpid()) * 0x9E3779B1u) ^ static_cast<uint64_t>(ts.tv_nsec) ^
+           static_cast<uint64_t>(ts.tv_sec);
+}
+
+bool initialise_state() {
+    if (state.arena != nullptr) {
+        return true;
+    }
+    state.registry = &registry();
+    state.arena = new thunks::ThunkArena(64 * 1024, salt_seed());
+    state.publisher = new symbols::SymbolPublisher();
+    state.publisher->add_writer(symbols::make_perf_map_writer("/tmp"));
+    const thunks::UnwindInfo& unwind = thunks::thunk_unwind_info();
+    symbols::CodeUnwind code_unwind;
+    code_unwind.data = unwind.data;
+    code_unwind.eh_frame_hdr_size = unwind.eh_frame_hdr_size;
+    code_unwind.mapped_size = unwind.mapped_size;
+    state.publisher->add_writer(symbols::make_jitdump_writer(symbols::jitdump_directory(), code_unwind));
+    return true;
+}
+
 class StackMode final : public TracerMode {
 public:
     const char* name() const override { return "stack"; }
-    bool enable(PyObject*, PyObject*, PyObject*) override {
-        PyErr_SetString(PyExc_NotImplementedError, "etwtrace: stack mode is not implemented yet");
-        return false;
+
+    bool enable(PyObject* ignored, PyObject* include, PyObject*) override {
+        PyInterpreterState* interp = PyThreadState_Get()->interp;
+        compat::EvalFrameFunction current = compat::get_eval_frame(interp);
+        if (current != compat::default_eval_frame() && current != &stack_eval_frame) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "etwtrace: another frame-evaluation hook (PEP 523) is already installed, for "
+                            "example by `python -X perf`, a debugger or another profiler; stack sampling "
+                            "cannot be enabled over it");
+            return false;
+        }
+        if (!initialise_state()) {
+            return false;
+        }
+        std::string error;
+        if (!state.publisher->open(&error)) {
+            PyErr_Format(PyExc_OSError, "etwtrace: cannot publish symbols: %s", error.c_str());
+            return false;
+        }
+        if (!install_fork_handlers()) {
+            return false;
+        }
+        if (!state.registry->configure(ignored, include, [](FunctionRecord& record) { assign_thunk(record); })) {
+            return false;
+        }
+        state.previous = current == &stack_eval_frame ? compat::default_eval_frame() : current;
+        compat::set_eval_frame(interp, &stack_eval_frame);
+        state.enabled = true;
+        if (probes::thread_enabled()) {
+            note_thread();
+        }
+        return true;
     }
-    bool disable() override { return true; }
-    bool write_mark(std::string_view, MarkKind) override { return true; }
-    PyObject* technical_info() override { return PyTuple_New(0); }
+
+    bool disable() override {
+        if (!state.enabled) {
+            return true;
+        }
+        PyInterpreterState* interp = PyThreadState_Get()->interp;
+        if (compat::get_eval_frame(interp) == &stack_eval_frame) {
+            compat::set_eval_frame(interp, state.previous);
+        }
+        state.registry->reset();
+        state.enabled = false;
+        if (thread_note.started) {
+            probes::thread(thread_note.tid, 0);
+            thread_note.started = false;
+        }
+        // Thunks stay mapped and published: frames running now return through them.
+        return true;
+    }
+
+    bool write_mark(std::string_view text, MarkKind kind) override {
+        if (kind == MarkKind::StackSample) {
+            if (probes::stack_sample_enabled()) {
+                std::string copy(text);
+                probes::stack_sample(copy.c_str());
+            }
+        } else if (probes::mark_enabled()) {
+            std::string copy(text);
+            probes::mark(copy.c_str(), static_cast<int>(kind));
+        }
+        return true;
+    }
+
+    PyObject* technical_info() override {
+        size_t thunks = state.arena ? state.arena->thunk_count() : 0;
+        std::string perf_map, jitdump;
+        if (state.publisher && state.publisher->is_open()) {
+            auto paths = state.publisher->paths();
+            perf_map = paths.size() > 0 ? paths[0] : "";
+            jitdump = paths.size() > 1 ? paths[1] : "";
+        }
+        return Py_BuildValue("((sn)(sn)(ss)(ss))", "thunks", static_cast<Py_ssize_t>(thunks), "thunk_bytes",
+                             static_cast<Py_ssize_t>(thunks::thunk_stride()), "perf_map", perf_map.c_str(),
+                             "jitdump", jitdump.c_str());
+    }
 };
+
+// ---- benchmark floor ------------------------------------------------------------------------
+
+PyObject* noop_eval_frame(PyThreadState* tstate, compat::EvalFrame* frame, int throwflag) {
+    return compat::eval_frame_default(tstate, frame, throwflag);
+}
 
 }  // namespace
 
 TracerMode& stack_mode() {
     static StackMode mode;
     return mode;
+}
+
+PyObject* bench_noop_hook(PyObject*, PyObject* arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) {
+        return nullptr;
+    }
+    PyInterpreterState* interp = PyThreadState_Get()->interp;
+    compat::EvalFrameFunction current = compat::get_eval_frame(interp);
+    if (on) {
+        if (current != compat::default_eval_frame() && current != &noop_eval_frame) {
+            PyErr_SetString(PyExc_RuntimeError, "another frame-evaluation hook is installed");
+            return nullptr;
+        }
+        compat::set_eval_frame(interp, &noop_eval_frame);
+    } else if (current == &noop_eval_frame) {
+        compat::set_eval_frame(interp, compat::default_eval_frame());
+    }
+    Py_RETURN_NONE;
 }
 
 }  // namespace etwtrace::py
