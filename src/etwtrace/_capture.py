@@ -1,16 +1,531 @@
-"""--capture: drive `perf record` around the target (see issue #4)."""
+"""--capture PATH: record the launched program with `perf record` into a capture bundle.
 
+Design: the launcher that sees --capture does not run the target itself. It checks everything a
+capture needs, registers the etwtrace USDT probes, and then runs
+
+    perf record -k 1 <profile events> -o PATH/perf.raw -- python -m etwtrace --<mode> -- target...
+
+so perf is recording before the traced interpreter even starts: it sees the jitdump mmap and
+every thunk's code-load record, follows every thread and child process, and ends (writing a
+complete perf.data) however the target ends: normal exit, exception, os._exit, a crash or Ctrl-C.
+The launcher stays outside as the supervisor: it returns the target's exit status (perf passes
+it through), then runs `perf inject --jit`, gathers the jitdump files, perf maps and trace files
+into PATH, writes manifest.json and removes the temporary files. Attaching `perf record -p` to
+the launcher itself was rejected: it races with the target's first instructions, and nobody
+would be left to finish the capture after os._exit or a crash.
+
+The bundle layout is documented in docs/capture.md.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
+
+from . import _perfprobes
+from ._perfprofile import ProfileError
+from ._perfprofile import load as load_profile
+
+FORMAT = "etwtrace-capture"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+# Set for the traced child by the supervisor.
+ENV_CAPTURE = "ETWTRACE_CAPTURE_DIR"  # the capture being written (child: where its files go)
+ENV_STDERR_FD = "ETWTRACE_CAPTURE_STDERR_FD"  # the user's stderr (perf's own goes to a log)
+# Where an instrumented tracer writes its trace files (one per process); inherited by the
+# target's child processes so that traced children land in the same capture.
+ENV_TRACE_DIR = "ETWTRACE_TRACE_DIR"
+# The perf executable to use (default: `perf` on PATH).
+ENV_PERF = "ETWTRACE_PERF"
+
+DEBIAN_PACKAGE = "linux-perf"
 
 
-class CaptureUnavailable(SystemExit):
-    pass
+class CaptureError(Exception):
+    """A capture cannot start or finish; the message is one sentence with the fix."""
 
 
-def start(path, tracer):
-    print(
-        "etwtrace: --capture is not available in this version yet; run the program under "
-        "`perf record -k 1 --call-graph dwarf` yourself and `perf inject --jit` the result",
-        file=sys.stderr,
-    )
-    raise SystemExit(2)
+def _warn(message):
+    print(f"etwtrace: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _info(message):
+    print(f"etwtrace: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks made before anything runs
+
+
+def is_capture(path):
+    """True if `path` is a directory holding an etwtrace capture manifest."""
+    try:
+        with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:
+            return json.load(f).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_destination(path):
+    """Absolute PATH if a capture may be written there, else CaptureError."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise CaptureError(
+            f"the directory {parent} does not exist; create it first (mkdir -p {parent}) "
+            "or give --capture a path in an existing directory")
+    if os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path)):
+        raise CaptureError(
+            f"{path} already exists and is not an etwtrace capture; choose another --capture "
+            "path or remove that file yourself")
+    if os.path.isdir(path) and os.listdir(path) and not is_capture(path):
+        raise CaptureError(
+            f"{path} is a directory that is not an etwtrace capture; choose another --capture "
+            "path (an existing capture is replaced, anything else is left alone)")
+    if not os.access(parent, os.W_OK):
+        raise CaptureError(f"cannot write in {parent}; choose a --capture path in a writable directory")
+    return path
+
+
+def find_perf():
+    """The perf command, or CaptureError saying how to install it."""
+    perf = os.environ.get(ENV_PERF) or shutil.which("perf")
+    if not perf or not os.path.exists(perf):
+        raise CaptureError(
+            f"perf is not installed; install it with `apt-get install {DEBIAN_PACKAGE}` (Debian; "
+            "`linux-tools-$(uname -r)` on Ubuntu) and run again")
+    try:
+        out = subprocess.run([perf, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             timeout=30)
+    except OSError as ex:
+        raise CaptureError(f"perf ({perf}) cannot be run ({ex.strerror}); reinstall {DEBIAN_PACKAGE}") from None
+    text = out.stdout.decode(errors="replace").strip()
+    if out.returncode != 0 or not text.startswith("perf version"):
+        first = text.splitlines()[-1] if text else f"exit status {out.returncode}"
+        raise CaptureError(
+            f"perf does not work here ({first}); install the perf matching this kernel "
+            f"(`apt-get install {DEBIAN_PACKAGE}` on Debian)")
+    return perf, text.split()[-1]
+
+
+def _paranoid():
+    try:
+        with open("/proc/sys/kernel/perf_event_paranoid") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _privileged():
+    """Root, or CAP_PERFMON (38) / CAP_SYS_ADMIN (21) in the effective set."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    return bool(caps & (1 << 38) or caps & (1 << 21))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def check_permission():
+    """None if perf may record this user's processes, else the one-sentence reason."""
+    if _privileged():
+        return None
+    level = _paranoid()
+    if level is not None and level > 2:
+        return (f"perf is not permitted for this user (kernel.perf_event_paranoid is {level}); "
+                "run as root, or allow it with `sudo sysctl kernel.perf_event_paranoid=2`")
+    return None
+
+
+def extension_library():
+    """Path of the built native module, whose USDT probes the capture records."""
+    from . import _etwtrace
+
+    return _etwtrace.__file__
+
+
+# ---------------------------------------------------------------------------------------------
+# The traced child's side
+
+
+def child_setup():
+    """Called by the launcher in the traced child: restore stderr, note that the target starts."""
+    capture = os.environ.pop(ENV_CAPTURE, None)
+    fd = os.environ.pop(ENV_STDERR_FD, None)
+    if fd:
+        try:
+            os.dup2(int(fd), 2)
+            os.close(int(fd))
+        except (OSError, ValueError):
+            pass
+    if capture:
+        try:
+            with open(os.path.join(capture, "started"), "w") as f:
+                f.write(f"{os.getpid()}\n")
+        except OSError:
+            pass
+
+
+def _interpreter_flags():
+    """The options this interpreter was started with (-X ..., -I, -u ...), for the re-run.
+
+    Taken from the command line itself (sys.orig_argv, or /proc on 3.9) up to `-m etwtrace` or
+    the console script, so every option passes, -X perf_jit included.
+    """
+    argv = getattr(sys, "orig_argv", None)
+    if argv is None:
+        try:
+            with open("/proc/self/cmdline", "rb") as f:
+                argv = [a.decode(errors="surrogateescape") for a in f.read().split(b"\0")[:-1]]
+        except OSError:
+            return list(subprocess._args_from_interpreter_flags())
+    flags = []
+    args = list(argv[1:])
+    while args:
+        arg = args.pop(0)
+        if arg == "--" or not arg.startswith("-") or arg.startswith("-m") or arg.startswith("-c"):
+            break
+        flags.append(arg)
+        if arg in ("-X", "-W", "--check-hash-based-pycs") and args:
+            flags.append(args.pop(0))
+    return flags
+
+
+# ---------------------------------------------------------------------------------------------
+# The supervisor
+
+
+def _mode_option(tracer):
+    return "--instrumented" if getattr(tracer, "_mode", "stack") == "instrumented" else "--stack"
+
+
+def _write_manifest(path, manifest):
+    tmp = os.path.join(path, MANIFEST + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, os.path.join(path, MANIFEST))
+
+
+def _prepare_directory(path):
+    """Empty `path` (a capture being replaced) or create it."""
+    if os.path.isdir(path):
+        for entry in os.listdir(path):
+            full = os.path.join(path, entry)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+    else:
+        os.mkdir(path)
+
+
+def _translate_perf_failure(log_text, perf):
+    text = log_text.lower()
+    if "perf_event_paranoid" in text or "permission" in text or "access to performance monitoring" in text:
+        level = _paranoid()
+        return (f"perf is not permitted to record here (kernel.perf_event_paranoid is {level}); "
+                "run as root, or allow it with `sudo sysctl kernel.perf_event_paranoid=2`")
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip() and not ln.startswith("[ perf")]
+    detail = lines[0] if lines else "no message"
+    return f"perf record could not start ({detail}); check the profile's events with `{perf} list`"
+
+
+def _recorded_tasks(perf, data, buildid_dir):
+    """(pids, jitdump paths) seen in a perf.data file."""
+    import re
+
+    pids = set()
+    dumps = set()
+    try:
+        out = subprocess.run(
+            [perf, "--buildid-dir", buildid_dir, "script", "-i", data, "--show-task-events",
+             "--show-mmap-events", "-F", "pid", "-G", "--no-inline"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return pids, dumps
+    for line in out.stdout.decode(errors="replace").splitlines():
+        if "PERF_RECORD_" not in line:
+            continue
+        for m in re.finditer(r"PERF_RECORD_(?:COMM|MMAP2?)[^:]*: (?:[^:]*:)?(\d+)/(\d+)", line):
+            pids.add(int(m.group(1)))
+        m = re.search(r"PERF_RECORD_(?:FORK|EXIT)\((\d+):(\d+)\)", line)
+        if m:
+            pids.add(int(m.group(1)))
+        m = re.search(r" (/\S*/jit-(\d+)\.dump)$", line)
+        if m:
+            dumps.add(m.group(1))
+            pids.add(int(m.group(2)))
+    return pids, dumps
+
+
+def _owned_recent(path, since):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    import stat
+
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mtime >= since - 1
+
+
+def _collect(path, perf, buildid_dir, started_at, raw):
+    """Move jitdumps, jitted objects and perf maps of the recorded processes into the bundle."""
+    import glob
+
+    pids, dumps = _recorded_tasks(perf, raw, buildid_dir)
+    jit_dir = os.path.join(path, "jit")
+    maps_dir = os.path.join(path, "maps")
+    collected = {"jitdumps": [], "perf_maps": [], "pids": sorted(pids)}
+    for pid in sorted(pids):
+        for candidate in {f"/tmp/jit-{pid}.dump", *[d for d in dumps if d.endswith(f"/jit-{pid}.dump")]}:
+            if os.path.dirname(candidate) == jit_dir:
+                collected["jitdumps"].append(os.path.relpath(candidate, path))
+                continue
+            if not _owned_recent(candidate, started_at):
+                continue
+            os.makedirs(jit_dir, exist_ok=True)
+            dest = os.path.join(jit_dir, os.path.basename(candidate))
+            shutil.move(candidate, dest)
+            collected["jitdumps"].append(os.path.relpath(dest, path))
+            # perf inject wrote jitted-<pid>-<n>.so beside the dump; the bundle's build-id
+            # cache holds them now.
+            for so in glob.glob(os.path.join(os.path.dirname(candidate), f"jitted-{pid}-*.so")):
+                if _owned_recent(so, started_at):
+                    os.unlink(so)
+        perf_map = f"/tmp/perf-{pid}.map"
+        if _owned_recent(perf_map, started_at):
+            os.makedirs(maps_dir, exist_ok=True)
+            dest = os.path.join(maps_dir, os.path.basename(perf_map))
+            shutil.move(perf_map, dest)
+            collected["perf_maps"].append(os.path.relpath(dest, path))
+    return collected
+
+
+def _status_of(returncode):
+    """(exit status for the launcher, description) from perf's (or the child's) return code."""
+    if returncode < 0:
+        return 128 - returncode, f"killed by signal {-returncode} ({signal.Signals(-returncode).name})"
+    return returncode, f"exit status {returncode}"
+
+
+def _du(path):
+    total = 0
+    seen = set()
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def run(path, argv, tracer, profile_name=None, profile_file=None):
+    """Run argv (script.py args... or -m module args...) under perf; returns the exit status."""
+    try:
+        return _run(path, argv, tracer, profile_name, profile_file)
+    except (CaptureError, ProfileError, _perfprobes.ProbeError) as ex:
+        print(f"etwtrace: {ex}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _run(path, argv, tracer, profile_name, profile_file):
+    instrumented = getattr(tracer, "_mode", "stack") == "instrumented"
+    path = check_destination(path)
+    profile = load_profile(profile_file, profile_name)
+
+    perf = perf_version = None
+    no_perf_reason = None
+    try:
+        perf, perf_version = find_perf()
+        no_perf_reason = check_permission()
+    except CaptureError as ex:
+        no_perf_reason = str(ex)
+    if no_perf_reason:
+        if not instrumented:
+            raise CaptureError(no_perf_reason)
+        _warn(f"{no_perf_reason.split(';')[0]}; capturing the instrumented trace file alone")
+        perf = None
+
+    tracefs = None
+    probes = None
+    user_only = perf is not None and not _privileged()
+    if perf and profile.needs_tracefs:
+        tracefs = None if user_only else _perfprobes.find_tracefs(mount=True)
+        if tracefs is None:
+            what = "the Python probes and context switches"
+            if profile.require_tracefs:
+                raise CaptureError(
+                    "tracefs is not available (as root: `mount -t tracefs nodev /sys/kernel/tracing`), "
+                    f"and profile {profile.name} requires it for {what}")
+            _warn("tracefs is not available (as root: `mount -t tracefs nodev /sys/kernel/tracing`); "
+                  f"recording without {what}")
+
+    _prepare_directory(path)
+    started_at = time.time()
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "complete": False,
+        "mode": "instrumented" if instrumented else "stack",
+        "command": list(argv),
+        "cwd": os.getcwd(),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "profile": profile.to_dict(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
+    }
+    _write_manifest(path, manifest)
+
+    try:
+        if perf and tracefs and profile.probes:
+            library = extension_library()
+            probes = _perfprobes.register(library, tracefs)
+            if not probes.names:
+                _warn(f"{os.path.basename(library)} was built without USDT probes "
+                      "(install systemtap-sdt-dev and rebuild); recording without them")
+        return _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes,
+                       user_only, manifest, started_at, instrumented)
+    finally:
+        if probes is not None:
+            probes.remove()
+
+
+def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, user_only,
+            manifest, started_at, instrumented):
+    buildid_dir = os.path.join(path, "buildid")
+    trace_dir = os.path.join(path, "traces")
+    jit_dir = os.path.join(path, "jit")
+    os.makedirs(trace_dir)
+    os.makedirs(jit_dir)
+    raw = os.path.join(path, "perf.raw")
+    log_path = os.path.join(path, "perf-record.log")
+
+    child = [sys.executable, *_interpreter_flags(), "-m", "etwtrace", _mode_option(tracer), "--", *argv]
+    env = dict(os.environ)
+    env[ENV_CAPTURE] = path
+    env[ENV_TRACE_DIR] = trace_dir
+    # Our thunks' jitdump goes straight into the bundle, so perf inject writes the jitted
+    # objects there too and `perf report -i PATH/perf.data` finds them without any option.
+    env["JITDUMPDIR"] = jit_dir
+    stderr_fd = os.dup(2)
+    env[ENV_STDERR_FD] = str(stderr_fd)
+
+    if perf:
+        probe_events = probes.events if probes else {}
+        command = [perf, "--buildid-dir", buildid_dir, "record", "-k", "1", "-o", raw,
+                   *profile.record_args(probe_events, bool(tracefs), user_only), "--", *child]
+        manifest["perf"] = {"version": perf_version, "record": command[:command.index("--")],
+                            "probes": sorted(probe_events)}
+    else:
+        command = child
+        manifest["perf"] = None
+    _write_manifest(path, manifest)
+
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches perf and the target
+    proc = None
+
+    def forward(signum, _frame):
+        if proc is not None:
+            try:
+                proc.send_signal(signum)
+            except OSError:
+                pass
+
+    old_term = signal.signal(signal.SIGTERM, forward)
+    old_hup = signal.signal(signal.SIGHUP, forward)
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(command, env=env, pass_fds=(stderr_fd,),
+                                    stderr=log if perf else None)
+            os.close(stderr_fd)
+            while True:
+                try:
+                    returncode = proc.wait()
+                    break
+                except KeyboardInterrupt:
+                    continue
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)
+        try:
+            os.close(stderr_fd)
+        except OSError:
+            pass
+    ended_at = time.time()
+
+    started = os.path.exists(os.path.join(path, "started"))
+    with open(log_path, "rb") as f:
+        log_text = f.read().decode(errors="replace")
+    if not started:
+        message = _translate_perf_failure(log_text, perf) if perf else f"the target could not start (exit status {returncode})"
+        shutil.rmtree(path, ignore_errors=True)
+        raise CaptureError(message)
+    os.unlink(os.path.join(path, "started"))
+    if not perf:
+        os.unlink(log_path)
+
+    status, how = _status_of(returncode)
+    manifest.update({"exit_status": status, "ended_by": how, "duration_s": round(ended_at - started_at, 3)})
+
+    if perf:
+        _info("finishing the capture (perf inject --jit)...")
+        data = os.path.join(path, "perf.data")
+        inject = subprocess.run([perf, "--buildid-dir", buildid_dir, "inject", "--jit", "-i", raw, "-o", data],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if inject.returncode != 0 or not os.path.exists(data):
+            why = inject.stderr.decode(errors="replace").strip().splitlines()
+            _warn(f"perf inject --jit failed ({why[-1] if why else inject.returncode}); "
+                  "keeping the recording without JIT objects")
+            if os.path.exists(data):
+                os.unlink(data)
+            os.replace(raw, data)
+            manifest["perf"]["injected"] = False
+        else:
+            manifest["perf"]["injected"] = True
+            manifest.update(_collect(path, perf, buildid_dir, started_at, data))
+            os.unlink(raw)
+        lost = [ln.strip() for ln in log_text.splitlines() if "lost" in ln.lower()]
+        if lost:
+            manifest["perf"]["warnings"] = lost
+    manifest["traces"] = sorted(os.listdir(trace_dir))
+    if not os.listdir(jit_dir):
+        os.rmdir(jit_dir)
+    if not manifest["traces"]:
+        os.rmdir(trace_dir)
+    manifest["complete"] = True
+    manifest["size_bytes"] = _du(path)
+    _write_manifest(path, manifest)
+
+    _info(f"capture saved to {path} ({manifest['size_bytes'] / 1e6:.1f} MB; the target ended with {how})")
+    _info(f"look at it with: python -m etwtrace dump {_quote(path)}")
+    if perf:
+        _info(f"          or: perf --buildid-dir {_quote(buildid_dir)} report "
+              f"-i {_quote(os.path.join(path, 'perf.data'))}")
+    if returncode < 0 and -returncode == signal.SIGINT:
+        # End like an interrupted program, so a calling shell sees the interruption.
+        sys.stdout.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return status
+
+
+def _quote(text):
+    import shlex
+
+    return shlex.quote(text)

@@ -13,6 +13,8 @@ PTH_TEMPLATE = "import etwtrace; etwtrace.enable_if({!r}, {!r})"
 HELP_TEXT = """\
 Usage: python -m etwtrace [--stack | --instrument] [--capture PATH] -- script.py [args...]
        python -m etwtrace [--stack | --instrument] [--capture PATH] -- -m module [args...]
+       python -m etwtrace [--stack | --instrument] --capture PATH [--capture-profile NAME]
+                          [--profile-file FILE] -- script.py [args...]
 
     Runs a script or module with tracing enabled, exactly as `python script.py args...` would
     (same sys.argv, __main__, output and exit status).
@@ -25,8 +27,24 @@ Usage: python -m etwtrace [--stack | --instrument] [--capture PATH] -- script.py
                         Instrumentation: record entry and exit of every Python and C call.
                           python -m etwtrace --instrument -- -m mypkg.cli --verbose
     --capture PATH      Record the run with `perf record` (and the trace file in
-                        instrumented mode) and save everything under PATH.
+                        instrumented mode) and save everything in the directory PATH
+                        (replaced if it is an earlier capture; see docs/capture.md).
                           python -m etwtrace --capture run.etwtrace -- app.py
+    --capture-profile NAME
+                        The recording profile to capture with: Default (CPU samples and
+                        context switches with DWARF stacks, plus the Python probes),
+                        Minimal (Python probes and process/thread events, no sampling),
+                        FramePointers, or any section of the profile file.
+                          python -m etwtrace --capture run.etwtrace --capture-profile Minimal -- app.py
+    --profile-file PATH Read the profiles from PATH instead of the shipped file (start
+                        from a copy of the file that --profile prints).
+                          python -m etwtrace --capture run.etwtrace --profile-file my.ini -- app.py
+
+Usage: python -m etwtrace dump PATH [--pid PID] [--tid TID] [--event NAME]
+
+    Prints every event of a capture (or trace file) as one line of text, in time order:
+    time, event name, pid/tid, fields, then the stack, leaf first.
+                          python -m etwtrace dump run.etwtrace --event PythonStackSample
 
 Usage: python -m etwtrace --enable [ENABLE_VAR [TYPE_VAR]]
 
@@ -109,9 +127,9 @@ def disable_pth():
     return removed
 
 
-def _take_value(option, args):
+def _take_value(option, args, example="run.etwtrace"):
     if not args or args[0].startswith("-"):
-        raise UsageError(f"{option} needs a value, for example: {option} run.etwtrace")
+        raise UsageError(f"{option} needs a value, for example: {option} {example}")
     return args.pop(0)
 
 
@@ -128,9 +146,14 @@ def _main(args):
     if not args:
         _print_help()
         return 0
+    if args[0] == "dump":
+        from . import _perfdata
+
+        return _perfdata.dump_main(args[1:])
     unused_args = []
     tracer_cls = None
     capture_path = None
+    capture_options = {}
     show_info = False
 
     while args:
@@ -141,7 +164,10 @@ def _main(args):
             if unused_args:
                 break
             tracer = (tracer_cls or etwtrace.StackSamplingTracer)()
-            return _launch.run_target(args, tracer, capture_path)
+            if capture_options and capture_path is None:
+                option = "--capture-profile" if "profile_name" in capture_options else "--profile-file"
+                raise UsageError(f"{option} only applies to a capture; add --capture PATH")
+            return _launch.run_target(args, tracer, capture_path, capture_options)
         if arg in ("-h", "-?", "--help"):
             _print_help()
             unused_args.extend(args)
@@ -158,6 +184,16 @@ def _main(args):
             capture_path = arg.partition("=")[2] if "=" in arg else _take_value("--capture", args)
             if not capture_path:
                 raise UsageError("--capture needs a path, for example: --capture run.etwtrace")
+        elif arg == "--capture-profile" or arg.startswith("--capture-profile="):
+            value = arg.partition("=")[2] if "=" in arg else _take_value("--capture-profile", args, "Minimal")
+            if not value:
+                raise UsageError("--capture-profile needs a profile name, for example: --capture-profile Minimal")
+            capture_options["profile_name"] = value
+        elif arg == "--profile-file" or arg.startswith("--profile-file="):
+            value = arg.partition("=")[2] if "=" in arg else _take_value("--profile-file", args, "my-profiles.ini")
+            if not value:
+                raise UsageError("--profile-file needs a path, for example: --profile-file my-profiles.ini")
+            capture_options["profile_file"] = value
         elif arg == "--profile":
             print(etwtrace.get_profile_path())
         elif arg == "--stacktags":

@@ -65,9 +65,11 @@ def _report_uncaught(exc):
 _target_files = set()
 
 
-def run_target(argv, tracer, capture_path=None):
+def run_target(argv, tracer, capture_path=None, capture_options=None):
     """Run `argv` (script.py args... or -m module args...) under `tracer`; returns exit status."""
     import runpy
+
+    target_argv = list(argv)
 
     if argv[0] == "-m":
         if len(argv) < 2:
@@ -104,12 +106,17 @@ def run_target(argv, tracer, capture_path=None):
         def run():
             runpy.run_path(os.path.abspath(script), run_name="__main__")
 
-    capture = _NullContext()
+    # --capture: this process becomes the supervisor and runs the target in a child recorded by
+    # perf (see _capture). The child (marked by its environment) runs the target below.
     if capture_path is not None:
         from . import _capture
 
-        capture = _capture.start(capture_path, tracer)
-    with capture:
+        return _capture.run(capture_path, target_argv, tracer, **(capture_options or {}))
+    if os.environ.get("ETWTRACE_CAPTURE_DIR"):
+        from . import _capture
+
+        _capture.child_setup()
+    with _NullContext():
         tracer.enable()
         try:
             run()

@@ -1,0 +1,275 @@
+"""The etwtrace USDT probes as perf tracepoints: SDT notes -> tracefs uprobe events.
+
+`perf probe -x LIB sdt_etwtrace:*` would register our probes too, but it types every argument by
+its size only (a `char *` becomes a u64, so mark texts and file names are lost), names them
+arg1..argN, goes through (and fills) ~/.debug, and creates one global `sdt_etwtrace` group that
+concurrent captures of different builds would fight over. So we read the probe notes of the
+extension module ourselves and write the uprobe events into tracefs directly:
+
+    p:etwtrace_<pid>/stack_sample /path/_etwtrace...so:0x11d0(0x3014) Mark=+0(%di):string
+
+* one group per capture (`etwtrace_<launcher pid>`), removed when the capture ends; groups left
+  behind by a launcher that died are removed by the next capture;
+* the reference-counter offset `(0x...)` makes the kernel increment each probe's SDT semaphore
+  while perf listens, which is what switches the probe sites on in the traced process;
+* arguments carry upstream's field names and real types (strings for texts and file names).
+"""
+
+import os
+import re
+import struct
+
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+GROUP_PREFIX = "etwtrace_"
+
+# Upstream field names and types of each probe's arguments, in probes.h order.
+# "string" arguments are pointers whose target text is recorded.
+PROBE_FIELDS = {
+    "thread": (("ThreadId", "u64"), ("Start", "s32")),
+    "function": (
+        ("FunctionID", "u32"),
+        ("BeginAddress", "u64"),
+        ("EndAddress", "u64"),
+        ("LineNumber", "s32"),
+        ("SourceFile", "string"),
+        ("Name", "string"),
+        ("IsPythonCode", "s32"),
+    ),
+    "mark": (("Mark", "string"), ("Kind", "s32")),
+    "stack_sample": (("Mark", "string"),),
+    "function_push": (("FunctionID", "u32"), ("Caller", "u32"), ("CallerLine", "s32")),
+    "function_pop": (("FunctionID", "u32"),),
+}
+
+# x86-64 SDT operand registers -> pt_regs names used by tracefs fetch arguments.
+_X86_REGS = {}
+for _full, _name in (("rax", "ax"), ("rbx", "bx"), ("rcx", "cx"), ("rdx", "dx"),
+                     ("rsi", "si"), ("rdi", "di"), ("rbp", "bp"), ("rsp", "sp")):
+    _base = _full[1:]
+    for _alias in (_full, "e" + _base, _base, _base[0] + "l" if _base.endswith("x") else _base + "l"):
+        _X86_REGS[_alias] = _name
+for _n in range(8, 16):
+    for _suffix in ("", "d", "w", "b"):
+        _X86_REGS[f"r{_n}{_suffix}"] = f"r{_n}"
+_X86_REGS["rip"] = "ip"
+
+
+class ProbeError(Exception):
+    """The probes cannot be registered; the message is one sentence with the fix."""
+
+
+class SdtNote:
+    def __init__(self, provider, name, pc, base, semaphore, args):
+        self.provider = provider
+        self.name = name
+        self.pc = pc
+        self.base = base
+        self.semaphore = semaphore
+        self.args = args
+
+    def __repr__(self):
+        return f"SdtNote({self.provider}:{self.name} pc={self.pc:#x} sem={self.semaphore:#x} {self.args!r})"
+
+
+def _read_elf(path):
+    """(sections {name: (addr, offset, size)}, loads [(vaddr, offset, filesz)], notes bytes)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ProbeError(f"{path} is not a 64-bit little-endian ELF file")
+    (e_phoff, e_shoff) = struct.unpack_from("<QQ", data, 0x20)
+    (e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx) = struct.unpack_from("<HHHHH", data, 0x36)
+    loads = []
+    for i in range(e_phnum):
+        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, e_phoff + i * e_phentsize)
+        if p_type == 1:  # PT_LOAD
+            loads.append((p_vaddr, p_offset, p_filesz))
+    raw_sections = []
+    for i in range(e_shnum):
+        sh_name, _type, _flags, sh_addr, sh_offset, sh_size = struct.unpack_from(
+            "<IIQQQQ", data, e_shoff + i * e_shentsize)
+        raw_sections.append((sh_name, sh_addr, sh_offset, sh_size))
+    strtab_off = raw_sections[e_shstrndx][2]
+    sections = {}
+    for sh_name, sh_addr, sh_offset, sh_size in raw_sections:
+        end = data.index(b"\0", strtab_off + sh_name)
+        sections[data[strtab_off + sh_name:end].decode()] = (sh_addr, sh_offset, sh_size)
+    return data, sections, loads
+
+
+def read_sdt_notes(path, provider="etwtrace"):
+    """The SystemTap SDT notes of `provider` in the ELF file `path`."""
+    data, sections, loads = _read_elf(path)
+    if ".note.stapsdt" not in sections:
+        return []
+    _addr, offset, size = sections[".note.stapsdt"]
+    notes = []
+    pos, end = offset, offset + size
+    while pos + 12 <= end:
+        namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+        pos += 12
+        owner = data[pos:pos + namesz].rstrip(b"\0")
+        pos += (namesz + 3) & ~3
+        desc = data[pos:pos + descsz]
+        pos += (descsz + 3) & ~3
+        if owner != b"stapsdt" or ntype != 3:
+            continue
+        pc, base, sem = struct.unpack_from("<QQQ", desc, 0)
+        prov, name, args = desc[24:].split(b"\0")[:3]
+        if prov.decode() != provider:
+            continue
+        notes.append(SdtNote(prov.decode(), name.decode(), pc, base, sem, args.decode()))
+    # Prelink adjustment: the note records .stapsdt.base's address at link time.
+    if ".stapsdt.base" in sections:
+        actual = sections[".stapsdt.base"][0]
+        for note in notes:
+            note.pc += actual - note.base
+            if note.semaphore:
+                note.semaphore += actual - note.base
+    for note in notes:
+        note.pc_offset = _vaddr_to_offset(loads, note.pc)
+        note.semaphore_offset = _vaddr_to_offset(loads, note.semaphore) if note.semaphore else 0
+    return notes
+
+
+def _vaddr_to_offset(loads, vaddr):
+    for p_vaddr, p_offset, p_filesz in loads:
+        if p_vaddr <= vaddr < p_vaddr + max(p_filesz, 1):
+            return vaddr - p_vaddr + p_offset
+    raise ProbeError(f"address {vaddr:#x} is outside every loadable segment")
+
+
+_OPERAND = re.compile(r"^(-?\d+)@(.+)$")
+_MEM = re.compile(r"^(-?\d*)\(%(\w+)\)$")
+
+
+def _fetcharg(operand):
+    """An SDT operand (`%rdi`, `-24(%rbp)`, `$1`) as a tracefs fetch argument, or None."""
+    if operand.startswith("%"):
+        reg = _X86_REGS.get(operand[1:])
+        return f"%{reg}" if reg else None
+    if operand.startswith("$"):
+        try:
+            return "\\" + str(int(operand[1:], 0))
+        except ValueError:
+            return None
+    m = _MEM.match(operand)
+    if m:
+        reg = _X86_REGS.get(m.group(2))
+        if reg is None or reg == "ip":
+            return None
+        off = int(m.group(1) or "0")
+        return f"{'+' if off >= 0 else '-'}{abs(off)}(%{reg})"
+    return None
+
+
+def uprobe_definition(group, note, path):
+    """The uprobe_events line for one SDT note, or None for a probe we do not know."""
+    fields = PROBE_FIELDS.get(note.name)
+    if fields is None:
+        return None
+    operands = note.args.split()
+    args = []
+    for (field, ftype), spec in zip(fields, operands):
+        m = _OPERAND.match(spec)
+        fetch = _fetcharg(m.group(2)) if m else None
+        if fetch is None:
+            continue  # An operand form we cannot express: the field is left out.
+        if ftype == "string":
+            if fetch.startswith("\\"):
+                continue
+            args.append(f"{field}=+0({fetch}):string")
+        else:
+            args.append(f"{field}={fetch}:{ftype}")
+    place = f"{path}:{note.pc_offset:#x}"
+    if note.semaphore_offset:
+        place += f"({note.semaphore_offset:#x})"
+    return f"p:{group}/{note.name} {place} {' '.join(args)}".rstrip()
+
+
+def find_tracefs(mount=True):
+    """The tracefs directory, mounting it when absent and permitted; None if unavailable."""
+    for candidate in TRACEFS_CANDIDATES:
+        if os.path.exists(os.path.join(candidate, "uprobe_events")):
+            return candidate
+    if mount and os.geteuid() == 0 and os.path.isdir(TRACEFS_CANDIDATES[0]):
+        import subprocess
+
+        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS_CANDIDATES[0]],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        if os.path.exists(os.path.join(TRACEFS_CANDIDATES[0], "uprobe_events")):
+            return TRACEFS_CANDIDATES[0]
+    return None
+
+
+def _write_uprobe_events(tracefs, lines):
+    # os.write, not open(..., "a"): tracefs refuses the seek that append mode makes.
+    fd = os.open(os.path.join(tracefs, "uprobe_events"), os.O_WRONLY | os.O_APPEND)
+    try:
+        for line in lines:
+            os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def remove_stale_groups(tracefs):
+    """Remove etwtrace_<pid> groups whose launcher process is gone."""
+    try:
+        with open(os.path.join(tracefs, "uprobe_events")) as f:
+            existing = f.read().splitlines()
+    except OSError:
+        return
+    for line in existing:
+        m = re.match(r"^p:(" + GROUP_PREFIX + r"(\d+))/(\w+) ", line)
+        if not m or os.path.exists(f"/proc/{m.group(2)}"):
+            continue
+        try:
+            _write_uprobe_events(tracefs, [f"-:{m.group(1)}/{m.group(3)}"])
+        except OSError:
+            pass
+
+
+class ProbeSet:
+    """The uprobe events of one capture; `events` are perf event names (group:probe)."""
+
+    def __init__(self, tracefs, group, names):
+        self.tracefs = tracefs
+        self.group = group
+        self.names = names
+
+    @property
+    def events(self):
+        return {name: f"{self.group}:{name}" for name in self.names}
+
+    def remove(self):
+        for name in self.names:
+            try:
+                _write_uprobe_events(self.tracefs, [f"-:{self.group}/{name}"])
+            except OSError:
+                pass
+        self.names = []
+
+
+def register(library, tracefs, group=None):
+    """Register every etwtrace probe of `library`; returns a ProbeSet (maybe empty)."""
+    group = group or f"{GROUP_PREFIX}{os.getpid()}"
+    remove_stale_groups(tracefs)
+    notes = read_sdt_notes(library)
+    lines = []
+    names = []
+    for note in notes:
+        line = uprobe_definition(group, note, os.path.realpath(library))
+        if line and note.name not in names:
+            lines.append(line)
+            names.append(note.name)
+    probes = ProbeSet(tracefs, group, [])
+    for name, line in zip(names, lines):
+        try:
+            _write_uprobe_events(tracefs, [line])
+        except OSError as ex:
+            probes.remove()
+            raise ProbeError(f"the kernel refused the uprobe '{line}' ({ex.strerror})") from None
+        probes.names.append(name)
+    return probes

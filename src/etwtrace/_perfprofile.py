@@ -1,0 +1,158 @@
+"""Recording profiles: named sections of an INI file saying what `perf record` collects.
+
+The shipped file is profiles/python-perf.ini (printed by `python -m etwtrace --profile`); its
+header documents every key. `load()` reads a file, `Profile.record_args()` turns a profile into
+perf record event arguments once the capture knows which probe events exist.
+"""
+
+import configparser
+import shlex
+
+DEFAULT_PROFILE = "Default"
+
+PROBE_NAMES = ("thread", "function", "mark", "stack_sample", "function_push", "function_pop")
+
+_TRUE = ("yes", "true", "on", "1")
+_FALSE = ("no", "false", "off", "0", "")
+
+
+class ProfileError(Exception):
+    """A profile file or name is unusable; the message is one sentence with the fix."""
+
+
+def _flag(section, key, default, where):
+    value = section.get(key, default).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ProfileError(f"{where}: {key} must be yes or no, not {value!r}")
+
+
+def _names(value):
+    return [v.strip() for v in value.replace(",", " ").split() if v.strip()]
+
+
+class Profile:
+    def __init__(self, name, section, where):
+        self.name = name
+        self.description = section.get("description", "").strip()
+        self.events = _names(section.get("events", ""))
+        try:
+            self.frequency = int(section.get("frequency", "999"))
+            self.stack_size = int(section.get("stack_size", "8192"))
+        except ValueError as ex:
+            raise ProfileError(f"{where}: frequency and stack_size must be numbers ({ex})") from None
+        self.call_graph = section.get("call_graph", "dwarf").strip().lower()
+        if self.call_graph not in ("dwarf", "fp", "none"):
+            raise ProfileError(f"{where}: call_graph must be dwarf, fp or none, not {self.call_graph!r}")
+        if self.call_graph == "dwarf" and not (8 <= self.stack_size <= 65528 and self.stack_size % 8 == 0):
+            raise ProfileError(f"{where}: stack_size must be a multiple of 8 between 8 and 65528")
+        self.context_switches = _flag(section, "context_switches", "no", where)
+        probes = section.get("probes", "all").strip().lower()
+        if probes in ("all", "yes"):
+            self.probes = list(PROBE_NAMES)
+        elif probes in ("none", "no", ""):
+            self.probes = []
+        else:
+            self.probes = _names(probes)
+            unknown = [p for p in self.probes if p not in PROBE_NAMES]
+            if unknown:
+                raise ProfileError(f"{where}: unknown probe {unknown[0]!r}; the probes are {', '.join(PROBE_NAMES)}")
+        self.probe_stacks = _names(section.get("probe_stacks", "stack_sample"))
+        self.require_tracefs = _flag(section, "require_tracefs", "no", where)
+        self.compress = _flag(section, "compress", "no", where)
+        try:
+            self.extra_args = shlex.split(section.get("extra_args", ""))
+        except ValueError as ex:
+            raise ProfileError(f"{where}: extra_args cannot be split ({ex})") from None
+
+    @property
+    def needs_tracefs(self):
+        return bool(self.probes) or self.context_switches
+
+    def _call_graph_term(self):
+        if self.call_graph == "dwarf":
+            return f"call-graph=dwarf,stack-size={self.stack_size}"
+        if self.call_graph == "fp":
+            return "call-graph=fp"
+        return "call-graph=no"
+
+    def record_args(self, probe_events, tracefs, user_only=False):
+        """perf record arguments for this profile.
+
+        probe_events maps probe name -> perf event name (empty when probes are unavailable);
+        tracefs says whether tracepoints (context switches) can be recorded.
+        """
+        args = []
+        mod = ":u" if user_only else ""
+        for event in self.events:
+            if self.frequency > 0:
+                args += ["-e", f"{event}/freq={self.frequency},{self._call_graph_term()}/{mod}"]
+            else:
+                args += ["-e", f"{event}/{self._call_graph_term()}/{mod}"]
+        if self.context_switches and tracefs:
+            args += ["-e", f"sched:sched_switch/{self._call_graph_term()}/"]
+        for name in self.probes:
+            event = probe_events.get(name)
+            if event is None:
+                continue
+            term = self._call_graph_term() if name in self.probe_stacks else "call-graph=no"
+            args += ["-e", f"{event}/{term}/"]
+        if not any(a == "-e" for a in args):
+            # Nothing to sample: the dummy event still records process, thread and mmap events.
+            args += ["-e", "dummy"]
+        if self.compress:
+            args += ["-z"]
+        return args + self.extra_args
+
+    def to_dict(self):
+        return {
+            "name": self.name,
+            "description": self.description,
+            "events": self.events,
+            "frequency": self.frequency,
+            "call_graph": self.call_graph,
+            "stack_size": self.stack_size,
+            "context_switches": self.context_switches,
+            "probes": self.probes,
+            "probe_stacks": self.probe_stacks,
+        }
+
+
+def read_file(path):
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+    parser.optionxform = str.lower
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as ex:
+        raise ProfileError(f"cannot read the profile file {path} ({ex.strerror}); give an existing file to --profile-file") from None
+    except configparser.Error as ex:
+        first = str(ex).splitlines()[0]
+        raise ProfileError(f"the profile file {path} is not valid INI ({first}); see the shipped one (python -m etwtrace --profile)") from None
+    return parser
+
+
+def load(path=None, name=None):
+    """The profile `name` (default: Default) from `path` (default: the shipped file)."""
+    if path is None:
+        import etwtrace
+
+        path = etwtrace.get_profile_path()
+    parser = read_file(path)
+    name = name or DEFAULT_PROFILE
+    sections = {s.lower(): s for s in parser.sections()}
+    if name.lower() not in sections:
+        known = ", ".join(parser.sections()) or "none"
+        raise ProfileError(f"there is no profile named {name!r} in {path}; choose one of: {known}")
+    real = sections[name.lower()]
+    return Profile(real, parser[real], f"{path} [{real}]")
+
+
+def names(path=None):
+    if path is None:
+        import etwtrace
+
+        path = etwtrace.get_profile_path()
+    return read_file(path).sections()
