@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "python/compat.h"
+#include "python/stack_mode.h"  // _bench_noop_hook (benchmarks/bench_stack.py)
 #include "python/tracer_mode.h"
 
 #if defined(__x86_64__)
@@ -152,6 +153,9 @@ PyMethodDef module_methods[] = {
     {"active_mode", py_active_mode, METH_NOARGS, "active_mode()\n\nName of the active mode, or None."},
     {"_get_technical_info", py_technical_info, METH_VARARGS,
      "_get_technical_info(mode='stack')\n\nA tuple describing the native module, for bug reports."},
+    // Test-only: the bare PEP 523 hook whose cost is the floor of stack sampling (benchmarks).
+    {"_bench_noop_hook", bench_noop_hook, METH_O,
+     "_bench_noop_hook(enable)\n\nInstall/remove a no-op eval-frame hook (benchmark floor)."},
     {nullptr, nullptr, 0, nullptr},
 };
 

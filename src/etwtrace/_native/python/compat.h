@@ -118,4 +118,45 @@ inline PyFrameObject* thread_frame(PyThreadState* tstate) {
     return PyThreadState_GetFrame(tstate);  // new reference (3.9+)
 }
 
+// ---- stack sampling mode (stack_mode.cpp, function_registry.*) ---------------------------------
+
+// co_extra[index] read straight from the code object: the eval hook's hot path. Same result as
+// PyUnstable_Code_GetExtra / _PyCode_GetExtra without the call and argument checks. The layout
+// is _PyCodeObjectExtra from the internal headers, unchanged from 3.6 through 3.13.
+inline void* get_code_extra_fast(PyCodeObject* code, Py_ssize_t index) {
+    struct CodeExtra {
+        Py_ssize_t ce_size;
+        void* ce_extras[1];
+    };
+    auto* extra = static_cast<CodeExtra*>(code->co_extra);
+    // Unsigned compare: a negative index (no slot yet) reads nothing.
+    return (extra != nullptr && static_cast<size_t>(index) < static_cast<size_t>(extra->ce_size))
+               ? extra->ce_extras[index]
+               : nullptr;
+}
+
+// Saving and restoring the exception in flight around work done inside the eval hook.
+struct SavedException {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject* exc = nullptr;
+    SavedException() : exc(PyErr_GetRaisedException()) {}
+    ~SavedException() { PyErr_SetRaisedException(exc); }
+#else
+    PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
+    SavedException() { PyErr_Fetch(&type, &value, &tb); }
+    ~SavedException() { PyErr_Restore(type, value, tb); }
+#endif
+    SavedException(const SavedException&) = delete;
+    SavedException& operator=(const SavedException&) = delete;
+};
+
+// The interpreter's own eval-frame function, callable with our frame type.
+inline PyObject* eval_frame_default(PyThreadState* tstate, EvalFrame* frame, int throwflag) {
+#if PY_VERSION_HEX >= 0x030B0000
+    return _PyEval_EvalFrameDefault(tstate, reinterpret_cast<struct _PyInterpreterFrame*>(frame), throwflag);
+#else
+    return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+#endif
+}
+
 }  // namespace etwtrace::compat
