@@ -18,6 +18,7 @@ custom text, useful for finding spans of interest during analysis::
             # Code to trace
 """
 
+from ._reader import read  # noqa: E402 - trace reader (issue #5)
 from ._version import __version__
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "enable_if",
     "get_profile_path",
     "get_stacktags_path",
+    "read",
     "__version__",
 ]
 

@@ -118,6 +118,63 @@ inline PyFrameObject* thread_frame(PyThreadState* tstate) {
     return PyThreadState_GetFrame(tstate);  // new reference (3.9+)
 }
 
+// ---- instrumented mode (instrument_mode.cpp) ------------------------------------------------
+
+// The code object of a frame object, borrowed (the frame keeps it alive).
+inline PyCodeObject* frame_object_code(PyFrameObject* frame) {
+#if PY_VERSION_HEX >= 0x030B0000
+    PyCodeObject* code = PyFrame_GetCode(frame);
+    Py_DECREF(code);
+    return code;
+#else
+    return frame->f_code;
+#endif
+}
+
+// Byte offset of the instruction a frame object is executing (the call site while it calls).
+inline int frame_object_lasti_bytes(PyFrameObject* frame) {
+#if PY_VERSION_HEX >= 0x030B0000
+    return PyFrame_GetLasti(frame);
+#elif PY_VERSION_HEX >= 0x030A0000
+    return frame->f_lasti * 2;  // 3.10 counts code units
+#else
+    return frame->f_lasti;
+#endif
+}
+
+// Installs (or removes, func == nullptr) the C profile function on one thread.
+inline int set_thread_profile(PyThreadState* tstate, Py_tracefunc func, PyObject* arg) {
+#if PY_VERSION_HEX >= 0x030C0000
+    (void)tstate;  // use PyEval_SetProfileAllThreads on 3.12+
+    PyEval_SetProfileAllThreads(func, arg);
+    return 0;
+#else
+    return _PyEval_SetProfile(tstate, func, arg);
+#endif
+}
+
+// The bytecode of a code object (a new reference to bytes).
+inline PyObject* code_bytes(PyCodeObject* code) {
+#if PY_VERSION_HEX >= 0x030B0000
+    return PyCode_GetCode(code);
+#else
+    Py_XINCREF(code->co_code);
+    return code->co_code;
+#endif
+}
+
+inline bool has_sys_monitoring() { return PY_VERSION_HEX >= 0x030C0000; }
+
+// Line tables: code.co_lines() from 3.10; before that the co_lnotab bytes (borrowed).
+inline bool code_has_co_lines() { return PY_VERSION_HEX >= 0x030A0000; }
+inline PyObject* code_lnotab([[maybe_unused]] PyCodeObject* code) {
+#if PY_VERSION_HEX >= 0x030A0000
+    return nullptr;
+#else
+    return code->co_lnotab;
+#endif
+}
+
 // ---- stack sampling mode (stack_mode.cpp, function_registry.*) ---------------------------------
 
 // co_extra[index] read straight from the code object: the eval hook's hot path. Same result as

@@ -1,0 +1,88 @@
+// trace_reader.h - decodes a trace file (docs/trace-format.md) into flat event arrays.
+//
+// No Python.h: bindings.cpp exposes the result to etwtrace._reader. Decoding never reads past
+// the input; a truncated tail (a process killed mid-write) ends the decode cleanly with
+// `truncated` set, malformed input sets `error` and keeps what was decoded before it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "format/trace_format.h"
+
+namespace etwtrace::reader {
+
+enum class Kind : uint8_t {
+    Push = 1,
+    Pop = 2,
+    Function = 3,
+    Mark = 4,         // PythonMark (mark_kind 0-2) or PythonStackSample (mark_kind 3)
+    ThreadStart = 5,
+    ThreadStop = 6,
+};
+
+inline constexpr uint32_t kNoNode = 0xffffffffu;
+
+struct Event {
+    uint64_t timestamp = 0;    // ns, CLOCK_MONOTONIC (ticks until the decode finishes)
+    uint32_t thread = 0;       // index into TraceData::thread_ids
+    uint32_t function_id = 0;  // push/pop: the function; Function: its id
+    uint32_t caller = 0;       // push: caller FunctionID
+    int32_t caller_line = 0;   // push: line in the caller (resolved through its line table)
+    uint32_t aux = 0;          // Function: index in functions; Mark: index in marks; push: caller offset
+    uint32_t stack = kNoNode;  // node of the stack at this event (push/pop: includes the function)
+    Kind kind = Kind::Push;
+    uint8_t mark_kind = 0;
+};
+
+struct Function {
+    uint32_t id = 0;
+    bool is_python = false;
+    int32_t line = 0;
+    uint64_t begin = 0;
+    uint64_t end = 0;
+    std::string source_file;
+    std::string name;
+    std::vector<std::pair<uint32_t, int32_t>> lines;  // (offset, line) runs, sorted
+    int32_t line_at(uint32_t offset) const;
+};
+
+struct StackNode {
+    uint32_t parent = kNoNode;
+    uint32_t function_id = 0;
+};
+
+struct TraceData {
+    format::FileHeader header;
+    std::string python_version;
+    std::vector<Event> events;
+    std::vector<Function> functions;
+    std::unordered_map<uint32_t, uint32_t> function_index;  // FunctionID -> functions[i]
+    std::vector<std::string> marks;
+    std::vector<StackNode> nodes;
+    std::vector<uint64_t> thread_ids;  // native thread ids (gettid)
+    uint64_t chunks = 0;
+    uint64_t lost_events = 0;       // from LOSS/END records: events the writer could not store
+    uint64_t unmatched_pops = 0;    // pops whose function is not the top of its thread's stack
+    uint64_t sequence_gaps = 0;     // missing chunks (should be 0: the writer never drops)
+    bool complete = false;          // END record seen (file closed cleanly)
+    bool truncated = false;         // the last record is cut short
+    std::string error;              // malformed input: where and what
+
+    // The stack at `node`, leaf first, as FunctionIDs.
+    std::vector<uint32_t> stack(uint32_t node) const;
+};
+
+struct ReadOptions {
+    bool sort = true;  // order events by timestamp across threads (stable per thread)
+};
+
+// Decodes `size` bytes. Returns false when the header cannot be read (error set); otherwise
+// true, with `truncated`/`error` describing a damaged body.
+bool decode(const uint8_t* data, size_t size, TraceData& out, const ReadOptions& options = {});
+bool read_file(const std::string& path, TraceData& out, const ReadOptions& options = {});
+
+}  // namespace etwtrace::reader

@@ -1,0 +1,455 @@
+#include "trace/trace_writer.h"
+
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+namespace etwtrace::trace {
+
+// ---- clock -----------------------------------------------------------------------------------
+
+#if defined(__x86_64__)
+static bool detect_invariant_tsc() {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(0x80000000u));
+    if (eax < 0x80000007u) {
+        return false;
+    }
+    __asm__ volatile("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(0x80000007u));
+    return (edx & (1u << 8)) != 0;  // CPUID.80000007H:EDX[8] = invariant TSC
+}
+bool g_use_tsc = detect_invariant_tsc();
+#endif
+
+format::TickKind tick_kind() {
+#if defined(__x86_64__)
+    return g_use_tsc ? format::TickKind::Tsc : format::TickKind::Nanoseconds;
+#else
+    return format::TickKind::Nanoseconds;
+#endif
+}
+
+uint64_t ticks_per_second() {
+    if (tick_kind() == format::TickKind::Nanoseconds) {
+        return 1000000000u;
+    }
+    static uint64_t cached = 0;
+    if (cached) {
+        return cached;
+    }
+    uint64_t ns0 = monotonic_ns(), t0 = ticks();
+    uint64_t ns1 = ns0, t1 = t0;
+    while (ns1 - ns0 < 2000000) {  // 2 ms
+        ns1 = monotonic_ns();
+        t1 = ticks();
+    }
+    cached = static_cast<uint64_t>(static_cast<double>(t1 - t0) * 1e9 / static_cast<double>(ns1 - ns0));
+    return cached ? cached : 1;
+}
+
+// ---- TraceWriter -----------------------------------------------------------------------------
+
+std::unique_ptr<TraceWriter> TraceWriter::open(const std::string& path, bool exclusive, const Options& options,
+                                               std::string& error) {
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (exclusive ? O_EXCL : O_TRUNC);
+    int fd = ::open(path.c_str(), flags, 0600);
+    if (fd < 0) {
+        error = path + ": " + std::strerror(errno);
+        return nullptr;
+    }
+    std::unique_ptr<TraceWriter> writer(new TraceWriter());
+    if (!writer->start(fd, path, options, error)) {
+        return nullptr;
+    }
+    return writer;
+}
+
+static std::unique_ptr<TraceWriter> open_first_free(const std::string& stem, const std::string& ext,
+                                                    const TraceWriter::Options& options, std::string& error) {
+    for (int n = 0; n < 1000; ++n) {
+        std::string path = n == 0 ? stem + ext : stem + "-" + std::to_string(n) + ext;
+        auto writer = TraceWriter::open(path, /*exclusive=*/true, options, error);
+        if (writer || errno != EEXIST) {
+            return writer;
+        }
+    }
+    return nullptr;
+}
+
+std::unique_ptr<TraceWriter> TraceWriter::open_in_directory(const std::string& dir, const Options& options,
+                                                            std::string& error) {
+    std::string base = dir.empty() ? "." : dir;
+    if (base.back() != '/') {
+        base += '/';
+    }
+    return open_first_free(base + "etwtrace-" + std::to_string(getpid()), ".etwtrace", options, error);
+}
+
+std::unique_ptr<TraceWriter> TraceWriter::open_beside(const std::string& path, const Options& options,
+                                                      std::string& error) {
+    size_t slash = path.rfind('/');
+    size_t dot = path.rfind('.');
+    std::string stem = path, ext;
+    if (dot != std::string::npos && (slash == std::string::npos || dot > slash + 1)) {
+        stem = path.substr(0, dot);
+        ext = path.substr(dot);
+    }
+    return open_first_free(stem + "-" + std::to_string(getpid()), ext, options, error);
+}
+
+bool TraceWriter::start(int fd, std::string path, const Options& options, std::string& error) {
+    fd_ = fd;
+    path_ = std::move(path);
+    ticks_per_second_ = trace::ticks_per_second();
+    format::FileHeader header;
+    header.pid = static_cast<uint32_t>(getpid());
+    header.parent_pid = options.parent_pid;
+    header.tick_kind = tick_kind();
+    header.start_ns = monotonic_ns();
+    header.start_ticks = ticks();
+    header.start_realtime_ns = realtime_ns();
+    header.ticks_per_second = ticks_per_second_;
+    header.python_version = options.python_version;
+    std::vector<uint8_t> bytes(format::kFixedHeaderSize + options.python_version.size());
+    size_t size = format::encode_header(header, bytes.data());
+    iovec iov{bytes.data(), size};
+    if (!write_all(&iov, 1)) {
+        error = path_ + ": " + std::strerror(errno);
+        ::close(fd_);
+        fd_ = -1;
+        return false;
+    }
+    last_sync_ns_ = header.start_ns;
+    thread_ = std::thread([this] { run(); });
+    return true;
+}
+
+TraceWriter::~TraceWriter() {
+    finish();
+    for (Chunk* chunk : free_) {
+        delete chunk;
+    }
+}
+
+Chunk* TraceWriter::acquire() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!free_.empty()) {
+            Chunk* chunk = free_.back();
+            free_.pop_back();
+            return chunk;
+        }
+    }
+    return new Chunk();
+}
+
+void TraceWriter::release(Chunk* chunk) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.size() < kMaxQueuedChunks) {
+        free_.push_back(chunk);
+    } else {
+        delete chunk;
+    }
+}
+
+void TraceWriter::submit(Chunk* chunk) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stopping_ && !thread_.joinable()) {
+        // Finished already (a thread exiting after disable): nothing can write this chunk.
+        lost_events_ += chunk->events;
+        lock.unlock();
+        delete chunk;
+        return;
+    }
+    space_cv_.wait(lock, [this] { return in_flight_ < kMaxQueuedChunks; });
+    queue_.push_back(chunk);
+    ++in_flight_;
+    lock.unlock();
+    work_cv_.notify_one();
+}
+
+uint64_t TraceWriter::lost_events() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lost_events_;
+}
+
+bool TraceWriter::write_all(const iovec* iov_in, int count) {
+    iovec iov[4];
+    for (int i = 0; i < count; ++i) {
+        iov[i] = iov_in[i];
+    }
+    int first = 0;
+    while (first < count) {
+        ssize_t n = ::writev(fd_, iov + first, count - first);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        size_t left = static_cast<size_t>(n);
+        while (first < count && left >= iov[first].iov_len) {
+            left -= iov[first].iov_len;
+            ++first;
+        }
+        if (first < count) {
+            iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + left;
+            iov[first].iov_len -= left;
+        }
+    }
+    return true;
+}
+
+void TraceWriter::write_chunk(Chunk* chunk) {
+    uint8_t head[1 + 4 * format::kMaxVarint64];
+    uint8_t fields[3 * format::kMaxVarint64];
+    uint8_t* f = fields;
+    f = format::put_varint(f, chunk->thread_id);
+    f = format::put_varint(f, chunk->seq);
+    f = format::put_varint(f, chunk->base_ticks);
+    size_t field_size = static_cast<size_t>(f - fields);
+    uint8_t* h = head;
+    *h++ = static_cast<uint8_t>(format::RecordType::Chunk);
+    h = format::put_varint(h, field_size + chunk->used);
+    iovec iov[3] = {{head, static_cast<size_t>(h - head)}, {fields, field_size}, {chunk->data, chunk->used}};
+    if (!write_all(iov, 3)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        lost_events_ += chunk->events;
+    } else {
+        ++chunks_written_;
+    }
+}
+
+void TraceWriter::write_small_record(format::RecordType type, const uint64_t* values, size_t count) {
+    uint8_t payload[8 * format::kMaxVarint64];
+    uint8_t* p = payload;
+    for (size_t i = 0; i < count && i < 8; ++i) {
+        p = format::put_varint(p, values[i]);
+    }
+    uint8_t head[1 + format::kMaxVarint64];
+    uint8_t* h = head;
+    *h++ = static_cast<uint8_t>(type);
+    h = format::put_varint(h, static_cast<uint64_t>(p - payload));
+    iovec iov[2] = {{head, static_cast<size_t>(h - head)}, {payload, static_cast<size_t>(p - payload)}};
+    (void)write_all(iov, 2);
+}
+
+void TraceWriter::run() {
+    using namespace std::chrono_literals;
+    uint64_t reported_loss = 0;
+    std::vector<Chunk*> batch;
+    for (;;) {
+        bool stop = false;
+        {
+            std::unique_lock<std::mutex> lock(mu_);
+            work_cv_.wait_for(lock, 100ms, [this] { return !queue_.empty() || stopping_; });
+            batch.assign(queue_.begin(), queue_.end());
+            queue_.clear();
+            stop = stopping_;
+        }
+        for (Chunk* chunk : batch) {
+            write_chunk(chunk);
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                --in_flight_;
+                if (free_.size() < kMaxQueuedChunks) {
+                    free_.push_back(chunk);
+                    chunk = nullptr;
+                }
+            }
+            delete chunk;
+            space_cv_.notify_all();
+        }
+        uint64_t now = monotonic_ns();
+        if (now - last_sync_ns_ >= 200000000u || stop) {
+            // A sync point every 200 ms lets the reader follow the tick rate precisely.
+            uint64_t values[2] = {ticks(), monotonic_ns()};
+            write_small_record(format::RecordType::ClockSync, values, 2);
+            last_sync_ns_ = now;
+        }
+        uint64_t loss = lost_events();
+        if (loss != reported_loss) {
+            uint64_t values[2] = {0, loss - reported_loss};
+            write_small_record(format::RecordType::Loss, values, 2);
+            reported_loss = loss;
+        }
+        if (stop) {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (queue_.empty()) {
+                break;
+            }
+        }
+    }
+}
+
+void TraceWriter::finish() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) {
+            return;
+        }
+        stopping_ = true;
+    }
+    work_cv_.notify_one();
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+    if (fd_ >= 0) {
+        uint64_t values[3] = {chunks_written_, lost_events(), monotonic_ns()};
+        write_small_record(format::RecordType::End, values, 3);
+        ::close(fd_);
+        fd_ = -1;
+    }
+}
+
+void TraceWriter::abandon_after_fork() {
+    // The std::thread member refers to a thread that does not exist in this process and the
+    // mutex may be locked forever: the caller leaks this object, only the descriptor goes.
+    if (fd_ >= 0) {
+        ::close(fd_);
+        fd_ = -1;
+    }
+}
+
+// ---- ThreadBuffer ----------------------------------------------------------------------------
+
+void ThreadBuffer::attach(TraceWriter* writer, uint64_t thread_id) {
+    writer_ = writer;
+    thread_id_ = thread_id;
+    seq_ = 0;
+    flush_ticks_ = writer->ticks_per_second() / 10;  // partial chunks reach the file within 100 ms
+    chunk_ = nullptr;
+    cur_ = end_ = nullptr;
+    last_ = ticks();
+    chunk_ticks_ = last_;
+    events_ = 0;
+}
+
+void ThreadBuffer::refill(uint64_t now) {
+    flush();
+    if (!writer_) {
+        return;
+    }
+    chunk_ = writer_->acquire();
+    chunk_->thread_id = thread_id_;
+    chunk_->seq = seq_++;
+    chunk_->base_ticks = last_;
+    chunk_->events = 0;
+    chunk_->used = 0;
+    cur_ = chunk_->data;
+    end_ = chunk_->data + kChunkCapacity;
+    chunk_ticks_ = now;
+    events_ = 0;
+}
+
+void ThreadBuffer::flush() {
+    if (!chunk_) {
+        return;
+    }
+    chunk_->used = static_cast<size_t>(cur_ - chunk_->data);
+    chunk_->events = events_;
+    Chunk* chunk = chunk_;
+    chunk_ = nullptr;
+    cur_ = end_ = nullptr;
+    events_ = 0;
+    if (chunk->used == 0) {
+        writer_->release(chunk);
+    } else {
+        writer_->submit(chunk);
+    }
+}
+
+void ThreadBuffer::discard_after_fork() {
+    // The chunk memory came from the parent's writer; it is simply leaked.
+    chunk_ = nullptr;
+    cur_ = end_ = nullptr;
+    events_ = 0;
+    writer_ = nullptr;
+}
+
+void ThreadBuffer::detach() {
+    flush();
+    writer_ = nullptr;
+}
+
+uint8_t* ThreadBuffer::reserve(size_t size) {
+    uint64_t now = ticks();
+    if (static_cast<size_t>(end_ - cur_) < size + 1 + format::kMaxVarint64) {
+        refill(now);
+    }
+    uint8_t* p = cur_;
+    return p;
+}
+
+static size_t clipped(std::string_view s, size_t limit) { return s.size() < limit ? s.size() : limit; }
+
+void ThreadBuffer::function(uint32_t id, bool is_python, int first_line, uint64_t begin, uint64_t end,
+                            std::string_view source_file, std::string_view name,
+                            const std::vector<LineRun>& lines) {
+    size_t file_size = clipped(source_file, 4096);
+    size_t name_size = clipped(name, 4096);
+    size_t max_runs = (kMaxVariableEvent - file_size - name_size - 128) / 15;
+    size_t runs = lines.size() < max_runs ? lines.size() : max_runs;
+    size_t size = 1 + 5 * format::kMaxVarint64 + 2 * format::kMaxVarint64 + file_size + name_size +
+                  format::kMaxVarint64 + runs * 15;
+    uint8_t* p = reserve(size);
+    if (!p) {
+        return;
+    }
+    uint64_t now = ticks();
+    *p++ = static_cast<uint8_t>(format::EventTag::Function);
+    p = format::put_varint(p, delta(now));
+    p = format::put_varint(p, id);
+    *p++ = is_python ? format::kFunctionIsPython : 0;
+    p = format::put_varint(p, format::zigzag(first_line));
+    p = format::put_varint(p, begin);
+    p = format::put_varint(p, end);
+    p = format::put_varint(p, file_size);
+    std::memcpy(p, source_file.data(), file_size);
+    p += file_size;
+    p = format::put_varint(p, name_size);
+    std::memcpy(p, name.data(), name_size);
+    p += name_size;
+    p = format::put_varint(p, runs);
+    uint32_t prev_offset = 0;
+    int64_t prev_line = first_line;
+    for (size_t i = 0; i < runs; ++i) {
+        p = format::put_varint(p, lines[i].offset - prev_offset);
+        p = format::put_varint(p, format::zigzag(static_cast<int64_t>(lines[i].line) - prev_line));
+        prev_offset = lines[i].offset;
+        prev_line = lines[i].line;
+    }
+    commit(p);
+}
+
+void ThreadBuffer::mark(format::MarkKind kind, std::string_view text) {
+    size_t text_size = clipped(text, kMaxVariableEvent - 64);
+    uint8_t* p = reserve(1 + 3 * format::kMaxVarint64 + text_size);
+    if (!p) {
+        return;
+    }
+    *p++ = static_cast<uint8_t>(format::EventTag::Mark);
+    p = format::put_varint(p, delta(ticks()));
+    *p++ = static_cast<uint8_t>(kind);
+    p = format::put_varint(p, text_size);
+    std::memcpy(p, text.data(), text_size);
+    p += text_size;
+    commit(p);
+}
+
+void ThreadBuffer::thread(bool start) {
+    uint8_t* p = reserve(1 + format::kMaxVarint64 + 1);
+    if (!p) {
+        return;
+    }
+    *p++ = static_cast<uint8_t>(format::EventTag::Thread);
+    p = format::put_varint(p, delta(ticks()));
+    *p++ = start ? 1 : 0;
+    commit(p);
+}
+
+}  // namespace etwtrace::trace

@@ -1,0 +1,185 @@
+// trace_writer.h - writes the trace file of docs/trace-format.md (no Python.h).
+//
+// Producers (one ThreadBuffer per traced thread) encode events into their own chunk with no
+// lock and no atomic; a full chunk (or one older than the flush interval) goes to the
+// TraceWriter's queue, and its writer thread appends it to the file as one CHUNK record.
+// The queue is bounded: a producer that finds it full waits for the writer (backpressure), so
+// memory stays bounded and nothing is dropped. Events are lost only if the file cannot be
+// written (e.g. disk full); they are then counted in LOSS/END records.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "format/trace_format.h"
+#include "trace/clock.h"
+
+namespace etwtrace::trace {
+
+inline constexpr size_t kChunkCapacity = 128 * 1024;
+// Largest variable-size event (function definition, mark): strings and line tables are cut to
+// fit, so a single event always fits in an empty chunk.
+inline constexpr size_t kMaxVariableEvent = 64 * 1024;
+inline constexpr size_t kMaxQueuedChunks = 32;  // + one chunk per thread: the memory bound
+
+struct Chunk {
+    uint64_t thread_id = 0;
+    uint64_t seq = 0;
+    uint64_t base_ticks = 0;
+    uint64_t events = 0;
+    size_t used = 0;
+    uint8_t data[kChunkCapacity];
+};
+
+class TraceWriter {
+public:
+    struct Options {
+        std::string python_version;
+        uint32_t parent_pid = 0;
+    };
+
+    // Opens `path` (O_NOFOLLOW, mode 0600; O_EXCL when `exclusive`, else truncates) and starts
+    // the writer thread. On failure returns nullptr and sets `error` (errno text).
+    static std::unique_ptr<TraceWriter> open(const std::string& path, bool exclusive, const Options& options,
+                                             std::string& error);
+    // Opens `<dir>/etwtrace-<pid>.etwtrace`, or `-<pid>-<n>` when taken: never overwrites.
+    static std::unique_ptr<TraceWriter> open_in_directory(const std::string& dir, const Options& options,
+                                                          std::string& error);
+    // `<stem>-<pid><ext>` beside a user-named `path`, for a fork() child; never overwrites.
+    static std::unique_ptr<TraceWriter> open_beside(const std::string& path, const Options& options,
+                                                    std::string& error);
+
+    ~TraceWriter();
+    TraceWriter(const TraceWriter&) = delete;
+    TraceWriter& operator=(const TraceWriter&) = delete;
+
+    Chunk* acquire();
+    // Hands a chunk to the writer thread; waits while kMaxQueuedChunks are pending.
+    void submit(Chunk* chunk);
+    void release(Chunk* chunk);  // return an unused chunk
+    // Drains the queue, writes the END record, closes the file and joins the writer thread.
+    void finish();
+    // In a fork() child: the writer thread does not exist there and the mutex may be held by
+    // it. Closes the file descriptor and leaks the object without touching its locks.
+    void abandon_after_fork();
+
+    const std::string& path() const { return path_; }
+    uint64_t ticks_per_second() const { return ticks_per_second_; }
+    uint64_t lost_events() const;
+
+private:
+    TraceWriter() = default;
+    bool start(int fd, std::string path, const Options& options, std::string& error);
+    void run();
+    bool write_all(const ::iovec* iov, int count);
+    void write_chunk(Chunk* chunk);
+    void write_small_record(format::RecordType type, const uint64_t* values, size_t count);
+
+    int fd_ = -1;
+    std::string path_;
+    uint64_t ticks_per_second_ = 1000000000;
+    uint64_t chunks_written_ = 0;
+    uint64_t last_sync_ns_ = 0;
+
+    mutable std::mutex mu_;
+    std::condition_variable work_cv_;
+    std::condition_variable space_cv_;
+    std::deque<Chunk*> queue_;
+    size_t in_flight_ = 0;  // queued + being written
+    std::vector<Chunk*> free_;
+    bool stopping_ = false;
+    uint64_t lost_events_ = 0;
+    std::thread thread_;
+};
+
+// One thread's encoder. Owned and used by one thread at a time (the hooks run under the GIL);
+// flush()/finish_thread() may be called by another thread that holds the same lock.
+class ThreadBuffer {
+public:
+    void attach(TraceWriter* writer, uint64_t thread_id);
+    bool attached() const { return writer_ != nullptr; }
+
+    void push(uint32_t function_id, uint32_t caller_id, uint32_t caller_offset) {
+        uint64_t now = ticks();
+        if (__builtin_expect(static_cast<size_t>(end_ - cur_) < format::kMaxPushSize ||
+                                 now - chunk_ticks_ > flush_ticks_,
+                             0)) {
+            refill(now);
+        }
+        uint8_t* p = cur_;
+        *p++ = static_cast<uint8_t>(format::EventTag::Push);
+        p = format::put_varint(p, delta(now));
+        p = format::put_varint(p, function_id);
+        p = format::put_varint(p, caller_id);
+        p = format::put_varint(p, caller_offset);
+        cur_ = p;
+        ++events_;
+    }
+
+    void pop(uint32_t function_id) {
+        uint64_t now = ticks();
+        if (__builtin_expect(static_cast<size_t>(end_ - cur_) < format::kMaxPushSize ||
+                                 now - chunk_ticks_ > flush_ticks_,
+                             0)) {
+            refill(now);
+        }
+        uint8_t* p = cur_;
+        *p++ = static_cast<uint8_t>(format::EventTag::Pop);
+        p = format::put_varint(p, delta(now));
+        p = format::put_varint(p, function_id);
+        cur_ = p;
+        ++events_;
+    }
+
+    struct LineRun {
+        uint32_t offset;
+        int32_t line;
+    };
+    void function(uint32_t id, bool is_python, int first_line, uint64_t begin, uint64_t end,
+                  std::string_view source_file, std::string_view name, const std::vector<LineRun>& lines);
+    void mark(format::MarkKind kind, std::string_view text);
+    void thread(bool start);
+
+    // Sends the current chunk (if it holds events) to the writer.
+    void flush();
+    // Drops buffered events without writing them (fork child: they belong to the parent).
+    void discard_after_fork();
+    // Flushes and detaches from the writer.
+    void detach();
+
+private:
+    uint64_t delta(uint64_t now) {
+        // Invariant TSCs agree across cores; still never let a delta go negative.
+        uint64_t d = now > last_ ? now - last_ : 0;
+        last_ = now > last_ ? now : last_;
+        return d;
+    }
+    void refill(uint64_t now);
+    uint8_t* reserve(size_t size);
+    void commit(uint8_t* p) {
+        cur_ = p;
+        ++events_;
+    }
+
+    TraceWriter* writer_ = nullptr;
+    Chunk* chunk_ = nullptr;
+    uint8_t* cur_ = nullptr;
+    uint8_t* end_ = nullptr;
+    uint64_t last_ = 0;
+    uint64_t chunk_ticks_ = 0;
+    uint64_t flush_ticks_ = ~0ull;
+    uint64_t events_ = 0;  // events in the current chunk
+    uint64_t thread_id_ = 0;
+    uint64_t seq_ = 0;
+};
+
+}  // namespace etwtrace::trace
