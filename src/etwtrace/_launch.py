@@ -65,6 +65,32 @@ def _report_uncaught(exc):
 _target_files = set()
 
 
+def _run_script(script):
+    """Run a script file as `python script.py` does: a fresh __main__ module whose __file__ and
+    code filename are absolute (3.9+), while sys.argv[0] stays as the user typed it
+    (runpy.run_path would rewrite it)."""
+    import builtins
+    import importlib.machinery
+    import io
+    import types
+
+    path = os.path.abspath(script)
+    with io.open_code(path) as f:
+        source = f.read()
+    code = compile(source, path, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        __file__=path,
+        __builtins__=builtins,
+        __cached__=None,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", path),
+        __package__=None,
+        __spec__=None,
+    )
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)
+
+
 def run_target(argv, tracer, capture_path=None, capture_options=None):
     """Run `argv` (script.py args... or -m module args...) under `tracer`; returns exit status."""
     import runpy
@@ -104,7 +130,7 @@ def run_target(argv, tracer, capture_path=None, capture_options=None):
         _target_files.add(os.path.abspath(script))
 
         def run():
-            runpy.run_path(os.path.abspath(script), run_name="__main__")
+            _run_script(script)
 
     # --capture: this process becomes the supervisor and runs the target in a child recorded by
     # perf (see _capture). The child (marked by its environment) runs the target below.

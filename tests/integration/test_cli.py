@@ -164,7 +164,7 @@ PROGRAMS = {
     "argv_exit": """
         import sys
         print(sys.argv, __name__)
-        raise SystemExit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+        raise SystemExit(int(sys.argv[1]) if sys.argv[1:] and sys.argv[1].isdigit() else 0)
     """,
     "uncaught": """
         def inner():
