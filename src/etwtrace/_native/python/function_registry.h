@@ -52,6 +52,14 @@ public:
         return lookup_slow(code, record);
     }
 
+    // The record for a code object if the cached answer is current and says "traced", else
+    // nullptr: then call lookup(), which decides (and may publish). For hooks that want a fast
+    // path with no call in it at all.
+    FunctionRecord* lookup_cached(PyCodeObject* code) const {
+        auto* record = static_cast<FunctionRecord*>(compat::get_code_extra_fast(code, extra_index_));
+        return (record && record->generation == generation_ && record->included) ? record : nullptr;
+    }
+
     // The record for a builtin/C function object (instrumented mode), or nullptr.
     FunctionRecord* lookup_cfunction(PyObject* func);
 

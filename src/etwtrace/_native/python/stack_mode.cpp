@@ -41,6 +41,7 @@ struct StackState {
     symbols::SymbolPublisher* publisher = nullptr;
     FunctionRegistry* registry = nullptr;
     compat::EvalFrameFunction previous = nullptr;
+    compat::EvalFrameFunction evaluator = nullptr;  // what thunks call: the default evaluator
     bool enabled = false;
     bool fork_handlers = false;
 };
@@ -94,12 +95,9 @@ void* assign_thunk(FunctionRecord& record) {
     return thunk;
 }
 
-__attribute__((noinline)) void* assign_thunk_slow(FunctionRecord* record) {
-    compat::SavedException saved;
-    return assign_thunk(*record);
-}
-
-PyObject* stack_eval_frame(PyThreadState* tstate, compat::EvalFrame* frame, int throwflag) {
+// Everything but the fast path: thread notes, first calls, functions not traced.
+__attribute__((noinline)) PyObject* stack_eval_frame_slow(PyThreadState* tstate, compat::EvalFrame* frame,
+                                                          int throwflag) {
     if (probes::thread_enabled()) {
         note_thread();
     }
@@ -108,15 +106,31 @@ PyObject* stack_eval_frame(PyThreadState* tstate, compat::EvalFrame* frame, int 
         FunctionRecord* record = state.registry->lookup(code);
         if (record != nullptr) {
             void* thunk = record->thunk;
-            if (__builtin_expect(thunk == nullptr, 0)) {
-                thunk = assign_thunk_slow(record);  // published earlier by the other mode
+            if (thunk == nullptr) {
+                compat::SavedException saved;   // published earlier by the other mode
+                thunk = assign_thunk(*record);
             }
             if (thunk != nullptr) {
-                return reinterpret_cast<ThunkFunction>(thunk)(tstate, frame, throwflag, &compat::eval_frame_default);
+                return reinterpret_cast<ThunkFunction>(thunk)(tstate, frame, throwflag, state.evaluator);
             }
         }
     }
-    return compat::eval_frame_default(tstate, frame, throwflag);
+    return state.evaluator(tstate, frame, throwflag);
+}
+
+// The hook. Its fast path makes no call but the tail call into the thunk, so it needs no
+// frame of its own: the thunk returns straight to the interpreter that called the hook.
+PyObject* stack_eval_frame(PyThreadState* tstate, compat::EvalFrame* frame, int throwflag) {
+    if (__builtin_expect(!probes::thread_enabled(), 1)) {
+        PyCodeObject* code = compat::frame_code(frame);
+        if (__builtin_expect(code != nullptr, 1)) {
+            FunctionRecord* record = state.registry->lookup_cached(code);
+            if (__builtin_expect(record != nullptr && record->thunk != nullptr, 1)) {
+                return reinterpret_cast<ThunkFunction>(record->thunk)(tstate, frame, throwflag, state.evaluator);
+            }
+        }
+    }
+    return stack_eval_frame_slow(tstate, frame, throwflag);
 }
 
 // ---- fork -------------------------------------------------------------------------------------
@@ -193,6 +207,7 @@ bool initialise_state() {
         return true;
     }
     state.registry = &registry();
+    state.evaluator = compat::default_eval_frame();
     state.arena = new thunks::ThunkArena(64 * 1024, salt_seed());
     state.publisher = new symbols::SymbolPublisher();
     state.publisher->add_writer(symbols::make_perf_map_writer("/tmp"));

@@ -1,0 +1,302 @@
+"""Overhead of stack sampling mode, per CPython: python benchmarks/bench_stack.py [--python PY ...]
+
+For each interpreter (default: the one running this script; pass --python several times, each
+with etwtrace installed, to compare versions side by side), it runs in one process, interleaved
+so that drift hits every configuration alike:
+
+  untraced   plain interpreter
+  floor      a PEP 523 hook that only calls the default evaluator (_etwtrace._bench_noop_hook):
+             the cost any eval-frame hook pays (3.11+ stops inlining Python-to-Python calls)
+  ours       etwtrace.StackSamplingTracer (thunks, perf map, jitdump)
+  -X perf    CPython's own perf trampoline (sys.activate_stack_trampoline, 3.12+)
+
+and prints the median time of each and the ratios. Workloads: fib(30) (call-heavy, the
+worst case) and a small realistic set (object-oriented scheduler, n-body, JSON round trip,
+generator pipeline, recursive tree building, regex tokenizing). Not a timed test: run it by
+hand; keep --repeat small on a shared machine.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+
+# ---- workloads --------------------------------------------------------------------------------
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def w_fib():
+    fib(30)
+
+
+class Task:
+    def __init__(self, ident, work):
+        self.ident = ident
+        self.work = work
+        self.done = 0
+
+    def step(self, scheduler):
+        self.done += 1
+        if self.done < self.work:
+            scheduler.enqueue(self)
+        return self.done
+
+
+class Scheduler:
+    def __init__(self):
+        self.queue = []
+        self.steps = 0
+
+    def enqueue(self, task):
+        self.queue.append(task)
+
+    def run(self):
+        while self.queue:
+            batch, self.queue = self.queue, []
+            for task in batch:
+                self.steps += task.step(self) & 1
+        return self.steps
+
+
+def w_scheduler():
+    s = Scheduler()
+    for i in range(400):
+        s.enqueue(Task(i, 200 + i % 7))
+    s.run()
+
+
+def w_nbody():
+    bodies = [[float(i), float(i * 2 % 5), float(i * 3 % 7), 0.1 * i, 0.2, -0.1, 1.0 + i] for i in range(5)]
+    pairs = [(bodies[i], bodies[j]) for i in range(5) for j in range(i + 1, 5)]
+
+    def advance(dt):
+        for b1, b2 in pairs:
+            dx, dy, dz = b1[0] - b2[0], b1[1] - b2[1], b1[2] - b2[2]
+            mag = dt * ((dx * dx + dy * dy + dz * dz) + 0.01) ** -1.5
+            b1m, b2m = b1[6] * mag, b2[6] * mag
+            b1[3] -= dx * b2m
+            b1[4] -= dy * b2m
+            b1[5] -= dz * b2m
+            b2[3] += dx * b1m
+            b2[4] += dy * b1m
+            b2[5] += dz * b1m
+        for b in bodies:
+            b[0] += dt * b[3]
+            b[1] += dt * b[4]
+            b[2] += dt * b[5]
+
+    for _ in range(12000):
+        advance(0.01)
+
+
+def w_json():
+    doc = {"items": [{"id": i, "name": f"item{i}", "tags": ["a", "b", str(i)], "price": i * 1.5} for i in range(300)]}
+    for _ in range(60):
+        json.loads(json.dumps(doc))
+
+
+def w_generators():
+    def numbers(n):
+        for i in range(n):
+            yield i
+
+    def squares(it):
+        for x in it:
+            yield x * x
+
+    def evens(it):
+        return (x for x in it if x % 2 == 0)
+
+    total = 0
+    for _ in range(10):
+        total += sum(evens(squares(numbers(40000))))
+
+
+class Node:
+    __slots__ = ("left", "right")
+
+    def __init__(self, left, right):
+        self.left = left
+        self.right = right
+
+    def count(self):
+        return 1 + (self.left.count() if self.left else 0) + (self.right.count() if self.right else 0)
+
+
+def make_tree(depth):
+    return Node(make_tree(depth - 1), make_tree(depth - 1)) if depth else Node(None, None)
+
+
+def w_tree():
+    for _ in range(4):
+        make_tree(14).count()
+
+
+TOKEN = re.compile(r"\s*(?:(\d+)|(\w+)|(.))")
+
+
+def tokenize(text):
+    out = []
+    for number, name, other in TOKEN.findall(text):
+        out.append(("n", number) if number else ("w", name) if name else ("o", other))
+    return out
+
+
+def w_regex():
+    text = "alpha = beta * 42 + gamma(7, delta) - 3 / epsilon; " * 200
+    for _ in range(15):
+        tokenize(text)
+
+
+WORKLOADS = {
+    "fib(30)": w_fib,
+    "scheduler": w_scheduler,
+    "nbody": w_nbody,
+    "json": w_json,
+    "generators": w_generators,
+    "tree": w_tree,
+    "regex": w_regex,
+}
+
+
+# ---- configurations -------------------------------------------------------------------------
+
+class Untraced:
+    name = "untraced"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class Floor:
+    name = "floor"
+
+    def __enter__(self):
+        from etwtrace import _etwtrace
+
+        _etwtrace._bench_noop_hook(True)
+
+    def __exit__(self, *exc):
+        from etwtrace import _etwtrace
+
+        _etwtrace._bench_noop_hook(False)
+
+
+class Ours:
+    name = "ours"
+
+    def __init__(self):
+        import etwtrace
+
+        self.tracer = etwtrace.StackSamplingTracer()
+
+    def __enter__(self):
+        self.tracer.enable()
+
+    def __exit__(self, *exc):
+        self.tracer.disable()
+
+
+class XPerf:
+    name = "-X perf"
+
+    def __enter__(self):
+        sys.activate_stack_trampoline("perf")
+
+    def __exit__(self, *exc):
+        sys.deactivate_stack_trampoline()
+
+
+def measure(repeat, only):
+    configs = [Untraced(), Floor(), Ours()]
+    if hasattr(sys, "activate_stack_trampoline"):
+        try:
+            sys.activate_stack_trampoline("perf")
+            sys.deactivate_stack_trampoline()
+            configs.append(XPerf())
+        except (ValueError, OSError):
+            pass
+    results = {}
+    for wname, work in WORKLOADS.items():
+        if only and wname not in only:
+            continue
+        work()  # warm up (imports, specialisation, thunk publishing)
+        times = {c.name: [] for c in configs}
+        for config in configs:
+            with config:
+                work()
+        for _ in range(repeat):
+            for config in configs:
+                with config:
+                    t0 = time.perf_counter()
+                    work()
+                    times[config.name].append(time.perf_counter() - t0)
+        results[wname] = {name: statistics.median(values) for name, values in times.items()}
+    return results
+
+
+def cleanup_symbol_files():
+    pid = os.getpid()
+    for path in (f"/tmp/perf-{pid}.map", os.path.join(os.environ.get("JITDUMPDIR") or "/tmp", f"jit-{pid}.dump")):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def print_table(version, results):
+    print(f"\nCPython {version}  (median seconds; ratios to untraced unless stated)")
+    header = f"{'workload':<12}{'untraced':>10}{'floor':>8}{'ours':>8}{'-X perf':>9}{'ours/-X perf':>14}"
+    print(header)
+    print("-" * len(header))
+    for wname, r in results.items():
+        base = r["untraced"]
+        xperf = r.get("-X perf")
+        xperf_ratio = "%.2f" % (xperf / base) if xperf else "n/a"
+        ours_to_xperf = "%.2f" % (r["ours"] / xperf) if xperf else "n/a"
+        print(f"{wname:<12}{base:>10.4f}{r['floor'] / base:>8.2f}{r['ours'] / base:>8.2f}"
+              f"{xperf_ratio:>9}{ours_to_xperf:>14}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", action="append", help="interpreter to benchmark (repeatable)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per configuration (default 5)")
+    parser.add_argument("--only", action="append", help="run only this workload (repeatable)")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode
+    args = parser.parse_args()
+
+    if args.json:
+        try:
+            results = measure(args.repeat, args.only)
+        finally:
+            cleanup_symbol_files()
+        print(json.dumps({"version": sys.version.split()[0], "results": results}))
+        return 0
+
+    pythons = args.python or [sys.executable]
+    for python in pythons:
+        cmd = [python, os.path.abspath(__file__), "--json", "--repeat", str(args.repeat)]
+        for w in args.only or []:
+            cmd += ["--only", w]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"\n{python}: failed\n{proc.stderr}", file=sys.stderr)
+            continue
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        print_table(data["version"], data["results"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
