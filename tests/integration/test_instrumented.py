@@ -182,8 +182,10 @@ def test_generators(tmp_path):
         ["consume", "<module>"],
         ["gen", "consume", "<module>"],
     ]
-    # Each resume is a push and each suspension a pop: 3 values + exhaustion, 1 + close().
-    assert a.pushes["gen"] == a.pops["gen"] == 6
+    # Each resume is a push and each suspension a pop: 3 values + exhaustion, 1 + close()
+    # (3.13's close() of a generator paused outside any try block does not resume it).
+    expected = 5 if sys.version_info >= (3, 13) else 6
+    assert a.pushes["gen"] == a.pops["gen"] == expected
 
 
 def test_asyncio_tasks(tmp_path):
