@@ -1,0 +1,7 @@
+def a():
+    b()
+
+def b():
+    print("Inside b()")
+
+a()
