@@ -180,20 +180,6 @@ def enable_if(enable_var, type_var):
     tracer.enable()
 
 
-def read(path, pid=None, thread_id=None, names=None, **aliases):
-    """Iterate the events of a capture (the directory --capture wrote) in timestamp order.
-
-    Each event has .name (upstream's: PythonFunction, PythonStackSample, ... plus SampledProfile
-    and CSwitch), .pid, .thread_id, .timestamp (ns, CLOCK_MONOTONIC), .stack (frames, leaf
-    first) and its fields as items (e["Name"]). pid, thread_id and names (event names) filter,
-    each a value or a collection of values.
-    """
-    # Capture directories are read by _perfdata; it hands single trace files to _reader.
-    from ._perfdata import read as _read
-
-    return _read(path, pid=pid, thread_id=thread_id, names=names, **aliases)
-
-
 def is_active():
     """Returns True if tracing is active."""
     return _tracer is not None

@@ -36,6 +36,7 @@ MANIFEST = "manifest.json"
 # Set for the traced child by the supervisor.
 ENV_CAPTURE = "ETWTRACE_CAPTURE_DIR"  # the capture being written (child: where its files go)
 ENV_STDERR_FD = "ETWTRACE_CAPTURE_STDERR_FD"  # the user's stderr (perf's own goes to a log)
+ENV_PGID = "ETWTRACE_CAPTURE_PGID"  # the launcher's process group, which the target rejoins
 # Where an instrumented tracer writes its trace files (one per process); inherited by the
 # target's child processes so that traced children land in the same capture.
 ENV_TRACE_DIR = "ETWTRACE_TRACE_DIR"
@@ -161,12 +162,28 @@ def child_setup():
     """Called by the launcher in the traced child: restore stderr, note that the target starts."""
     capture = os.environ.pop(ENV_CAPTURE, None)
     fd = os.environ.pop(ENV_STDERR_FD, None)
+    pgid = os.environ.pop(ENV_PGID, None)
+    if pgid:
+        # Back into the launcher's (the terminal's) process group: Ctrl-C reaches the target
+        # as it would untraced, while perf, in a group of its own, records until the end.
+        try:
+            os.setpgid(0, int(pgid))
+        except (OSError, ValueError):
+            pass
     if fd:
         try:
             os.dup2(int(fd), 2)
             os.close(int(fd))
         except (OSError, ValueError):
             pass
+    # perf 6.1 loses the stacks of a process started with vfork() and exec (its DWARF unwinder
+    # keeps the parent's address space), and subprocess uses vfork (or posix_spawn, which
+    # vforks too) where it can: make this process's subprocesses fork, as before 3.10.
+    import subprocess as _subprocess
+
+    for flag in ("_USE_VFORK", "_USE_POSIX_SPAWN"):
+        if getattr(_subprocess, flag, False):
+            setattr(_subprocess, flag, False)
     if capture:
         try:
             with open(os.path.join(capture, "started"), "w") as f:
@@ -279,27 +296,26 @@ def _owned_recent(path, since):
 
 
 def _collect(path, perf, buildid_dir, started_at, raw):
-    """Move jitdumps, jitted objects and perf maps of the recorded processes into the bundle."""
+    """Gather the jitdumps, jitted objects and perf maps of the recorded processes.
+
+    Our thunks' jitdumps are already in PATH/jit (JITDUMPDIR), with the jitted-*.so objects
+    perf inject wrote beside them. Dumps written to /tmp (by an interpreter that ignores
+    JITDUMPDIR, e.g. CPython's -X perf_jit) are moved in, and their jitted objects removed from
+    /tmp (the bundle's build-id cache has them). Perf maps always live in /tmp: moved to maps/.
+    Only files of processes seen in the recording, owned by us and written since the capture
+    started are touched.
+    """
     import glob
 
-    pids, dumps = _recorded_tasks(perf, raw, buildid_dir)
+    pids, _dumps = _recorded_tasks(perf, raw, buildid_dir)
     jit_dir = os.path.join(path, "jit")
     maps_dir = os.path.join(path, "maps")
-    collected = {"jitdumps": [], "perf_maps": [], "pids": sorted(pids)}
+    perf_maps = []
     for pid in sorted(pids):
-        for candidate in {f"/tmp/jit-{pid}.dump", *[d for d in dumps if d.endswith(f"/jit-{pid}.dump")]}:
-            if os.path.dirname(candidate) == jit_dir:
-                collected["jitdumps"].append(os.path.relpath(candidate, path))
-                continue
-            if not _owned_recent(candidate, started_at):
-                continue
-            os.makedirs(jit_dir, exist_ok=True)
-            dest = os.path.join(jit_dir, os.path.basename(candidate))
-            shutil.move(candidate, dest)
-            collected["jitdumps"].append(os.path.relpath(dest, path))
-            # perf inject wrote jitted-<pid>-<n>.so beside the dump; the bundle's build-id
-            # cache holds them now.
-            for so in glob.glob(os.path.join(os.path.dirname(candidate), f"jitted-{pid}-*.so")):
+        stray = f"/tmp/jit-{pid}.dump"
+        if _owned_recent(stray, started_at):
+            shutil.move(stray, os.path.join(jit_dir, os.path.basename(stray)))
+            for so in glob.glob(f"/tmp/jitted-{pid}-*.so"):
                 if _owned_recent(so, started_at):
                     os.unlink(so)
         perf_map = f"/tmp/perf-{pid}.map"
@@ -307,8 +323,9 @@ def _collect(path, perf, buildid_dir, started_at, raw):
             os.makedirs(maps_dir, exist_ok=True)
             dest = os.path.join(maps_dir, os.path.basename(perf_map))
             shutil.move(perf_map, dest)
-            collected["perf_maps"].append(os.path.relpath(dest, path))
-    return collected
+            perf_maps.append(os.path.relpath(dest, path))
+    jitdumps = sorted(f"jit/{name}" for name in os.listdir(jit_dir) if name.endswith(".dump"))
+    return {"jitdumps": jitdumps, "perf_maps": perf_maps, "pids": sorted(pids)}
 
 
 def _status_of(returncode):
@@ -424,6 +441,7 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
     env["JITDUMPDIR"] = jit_dir
     stderr_fd = os.dup(2)
     env[ENV_STDERR_FD] = str(stderr_fd)
+    env[ENV_PGID] = str(os.getpgrp())
 
     if perf:
         probe_events = probes.events if probes else {}
@@ -436,7 +454,7 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
         manifest["perf"] = None
     _write_manifest(path, manifest)
 
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches perf and the target
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the target
     proc = None
 
     def forward(signum, _frame):
@@ -450,8 +468,11 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
     old_hup = signal.signal(signal.SIGHUP, forward)
     try:
         with open(log_path, "wb") as log:
+            # perf runs in a process group of its own, so that Ctrl-C does not stop the
+            # recording before the target has handled it (the target rejoins our group).
             proc = subprocess.Popen(command, env=env, pass_fds=(stderr_fd,),
-                                    stderr=log if perf else None)
+                                    stderr=log if perf else None,
+                                    preexec_fn=os.setpgrp if perf else None)
             os.close(stderr_fd)
             while True:
                 try:
@@ -459,6 +480,9 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
                     break
                 except KeyboardInterrupt:
                     continue
+        ended_at = time.time()
+        return _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw,
+                       returncode, started_at, ended_at)
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
@@ -467,7 +491,11 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
             os.close(stderr_fd)
         except OSError:
             pass
-    ended_at = time.time()
+
+
+def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw, returncode,
+            started_at, ended_at):
+    """After the target: check it ran, inject, collect, write the manifest, report."""
 
     started = os.path.exists(os.path.join(path, "started"))
     with open(log_path, "rb") as f:
@@ -520,6 +548,7 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
     if returncode < 0 and -returncode == signal.SIGINT:
         # End like an interrupted program, so a calling shell sees the interruption.
         sys.stdout.flush()
+        sys.stderr.flush()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     return status

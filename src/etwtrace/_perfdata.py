@@ -283,19 +283,11 @@ def read_jitdump(path):
 def read_trace_files(path):
     """Events of the instrumented trace files in PATH/traces, through etwtrace's own reader."""
     trace_dir = os.path.join(path, "traces")
-    if not os.path.isdir(trace_dir):
+    if not os.path.isdir(trace_dir) or not os.listdir(trace_dir):
         return []
-    try:
-        from . import _reader
-    except ImportError:
-        return []
-    reader = getattr(_reader, "read_trace_file", None) or getattr(_reader, "read_file", None)
-    if reader is None:
-        return []
-    events = []
-    for name in sorted(os.listdir(trace_dir)):
-        events.extend(reader(os.path.join(trace_dir, name)))
-    return events
+    from . import _reader
+
+    return list(_reader.read(trace_dir))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,14 +346,18 @@ def read_capture(path, pid=None, thread_id=None, event_names=None):
     events = [e for e in perf_events if not (e.name in PYTHON_EVENTS and e.pid in traced_pids)]
     events.extend(trace_events)
 
-    probed_pids = {e.pid for e in events if e.name == "PythonFunction"}
+    # A process's jitdump lists every thunk it made (the `function` probe gives the same
+    # records, but only from the moment perf's uprobes reached that process): it wins.
+    jitted = []
     jit_dir = os.path.join(path, "jit")
     if os.path.isdir(jit_dir):
         for name in sorted(os.listdir(jit_dir)):
             if name.startswith("jit-") and name.endswith(".dump"):
-                for event in read_jitdump(os.path.join(jit_dir, name)):
-                    if event.pid not in probed_pids:
-                        events.append(event)
+                jitted.extend(e for e in read_jitdump(os.path.join(jit_dir, name)) if e.pid not in traced_pids)
+    if jitted:
+        jit_pids = {e.pid for e in jitted}
+        events = [e for e in events if not (e.name == "PythonFunction" and e.pid in jit_pids)]
+        events.extend(jitted)
 
     events.sort(key=lambda e: e.timestamp)
     index = _FunctionIndex(e for e in events if e.name == "PythonFunction")
@@ -383,26 +379,29 @@ def read_capture(path, pid=None, thread_id=None, event_names=None):
         yield event
 
 
-def read(path, pid=None, thread_id=None, names=None, **aliases):
-    """etwtrace.read for capture directories (trace files go to the trace-file reader).
-
-    Filters: pid (or pids), thread_id (or tid, thread_ids), names (or event_names); each a value
-    or a collection of values.
-    """
-    pid = aliases.pop("pids", pid)
-    thread_id = aliases.pop("tid", aliases.pop("thread_ids", thread_id))
-    names = aliases.pop("event_names", names)
-    if aliases:
-        raise TypeError(f"read() got unexpected keyword arguments: {', '.join(aliases)}")
-    if os.path.isdir(path):
-        return read_capture(path, pid=pid, thread_id=thread_id, event_names=names)
-    from . import _reader
-
-    return _reader.read(path, pid=pid, thread_id=thread_id, names=names)
+def capture_streams(directory, pid=None, thread_id=None, names=None):
+    """etwtrace._reader's directory source: a capture bundle's events, as one sorted stream."""
+    if not is_capture(directory):
+        return []
+    return [read_capture(directory, pid=pid, thread_id=thread_id, event_names=names)]
 
 
 # ---------------------------------------------------------------------------------------------
 # python -m etwtrace dump PATH
+
+
+def _line(event):
+    """One line of text for any event (capture events and trace-file events alike)."""
+    if isinstance(event, Event):
+        return event.to_line()
+    parts = [f"{event.timestamp / 1e9:.9f}", event.name + (f"/{event.opcode}" if getattr(event, "opcode", None) else ""),
+             f"pid={event.pid}", f"tid={event.thread_id}"]
+    for key, value in event.items():
+        parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+    stack = getattr(event, "stack", None)
+    if stack:
+        parts.append("stack=" + " <- ".join(f"py:{getattr(f, 'name', f)}" for f in stack))
+    return " ".join(parts)
 
 
 DUMP_USAGE = "usage: python -m etwtrace dump PATH [--pid PID] [--tid TID] [--event NAME]"
@@ -447,15 +446,19 @@ def dump_main(args):
         return 1
     try:
         out = sys.stdout
-        for event in read(path, pid=pids or None, thread_id=tids or None, event_names=names or None):
-            out.write(event.to_line() + "\n")
-    except CaptureReadError as ex:
-        print(f"etwtrace: {ex}", file=sys.stderr)
-        return 1
+        import etwtrace
+
+        selected = etwtrace.read(path, names=names or None)
+        for event in selected:
+            if pids and event.pid not in pids or tids and event.thread_id not in tids:
+                continue
+            out.write(_line(event) + "\n")
     except BrokenPipeError:
-        try:
-            sys.stdout = None
-        except Exception:
-            pass
+        # `dump | head`: stop quietly, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except (CaptureReadError, OSError, ValueError) as ex:
+        print(f"etwtrace: cannot read {path}: {ex}", file=sys.stderr)
+        return 1
     return 0

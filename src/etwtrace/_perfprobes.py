@@ -190,7 +190,14 @@ def uprobe_definition(group, note, path):
 
 
 def find_tracefs(mount=True):
-    """The tracefs directory, mounting it when absent and permitted; None if unavailable."""
+    """The tracefs directory, mounting it when absent and permitted; None if unavailable.
+
+    ETWTRACE_TRACEFS names the directory to use instead (never mounted); tests use it to
+    simulate a machine without tracefs.
+    """
+    override = os.environ.get("ETWTRACE_TRACEFS")
+    if override is not None:
+        return override if os.path.exists(os.path.join(override, "uprobe_events")) else None
     for candidate in TRACEFS_CANDIDATES:
         if os.path.exists(os.path.join(candidate, "uprobe_events")):
             return candidate

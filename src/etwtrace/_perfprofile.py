@@ -93,7 +93,10 @@ class Profile:
                 args += ["-e", f"{event}/{self._call_graph_term()}/{mod}"]
         if self.context_switches and tracefs:
             args += ["-e", f"sched:sched_switch/{self._call_graph_term()}/"]
-        for name in self.probes:
+        # Probes with stacks first: perf script decides how to unwind (DWARF or not) from the
+        # first event of the recording, so a stack-less event must not come first.
+        ordered = sorted(self.probes, key=lambda name: name not in self.probe_stacks)
+        for name in ordered:
             event = probe_events.get(name)
             if event is None:
                 continue

@@ -224,3 +224,14 @@ def read(path, pid=None, thread_id=None, names=None):
         yield from streams[0]
     else:
         yield from heapq.merge(*streams, key=lambda e: e.timestamp)
+
+
+# Capture bundles written by `python -m etwtrace --capture PATH` (issue #4): perf.data, jitdumps
+# and trace files, decoded by etwtrace._perfdata (imported only when a directory is read).
+def _capture_bundle_source(directory, pid=None, thread_id=None, names=None):
+    from ._perfdata import capture_streams
+
+    return capture_streams(directory, pid=pid, thread_id=thread_id, names=names)
+
+
+register_directory_source(_capture_bundle_source)

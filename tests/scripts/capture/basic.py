@@ -1,0 +1,12 @@
+import etwtrace
+
+
+def a():
+    b()
+
+
+def b():
+    etwtrace._mark_stack("Test")
+
+
+a()

@@ -1,0 +1,8 @@
+import etwtrace
+
+
+def in_child():
+    etwtrace._mark_stack("child")
+
+
+in_child()
