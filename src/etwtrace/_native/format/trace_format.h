@@ -126,6 +126,10 @@ struct Cursor {
     size_t remaining() const { return static_cast<size_t>(end - pos); }
 
     bool varint(uint64_t& value) {
+        if (__builtin_expect(pos < end && *pos < 0x80, 1)) {  // one byte: most deltas and ids
+            value = *pos++;
+            return true;
+        }
         uint64_t result = 0;
         for (unsigned shift = 0; shift < 64; shift += 7) {
             if (pos >= end) {

@@ -97,7 +97,7 @@ public:
                     return false;
                 }
                 e.kind = Kind::Push;
-                e.aux = offset;
+                e.caller_line = static_cast<int32_t>(offset);
                 nodes.push_back(StackNode{ts.top, e.function_id});
                 ts.top = static_cast<uint32_t>(nodes.size() - 1);
                 e.stack = ts.top;
@@ -200,24 +200,37 @@ public:
             if (syncs.size() >= 2) {
                 rate.back() = rate[syncs.size() - 2];
             }
+            size_t i = 0;
             for (Event& e : out_.events) {
                 uint64_t t = e.timestamp;
-                auto it = std::upper_bound(syncs.begin(), syncs.end(), t,
-                                           [](uint64_t v, const SyncPoint& s) { return v < s.ticks; });
-                size_t i = it == syncs.begin() ? 0 : static_cast<size_t>(it - syncs.begin()) - 1;
+                // Consecutive events nearly always share a segment: test it before searching.
+                bool inside = t >= syncs[i].ticks && (i + 1 == syncs.size() || t < syncs[i + 1].ticks);
+                if (!inside) {
+                    auto it = std::upper_bound(syncs.begin(), syncs.end(), t,
+                                               [](uint64_t v, const SyncPoint& s) { return v < s.ticks; });
+                    i = it == syncs.begin() ? 0 : static_cast<size_t>(it - syncs.begin()) - 1;
+                }
                 double offset = static_cast<double>(static_cast<int64_t>(t - syncs[i].ticks)) * rate[i];
                 int64_t ns = static_cast<int64_t>(syncs[i].ns) + static_cast<int64_t>(offset);
                 e.timestamp = ns > 0 ? static_cast<uint64_t>(ns) : 0;
             }
         }
-        // CallerLine through the caller's line table.
+        // CallerLine through the caller's line table (FunctionIDs are dense: index by id).
+        uint32_t max_id = 0;
+        for (const Function& f : out_.functions) {
+            max_id = std::max(max_id, f.id);
+        }
+        std::vector<const Function*> by_id(std::min<size_t>(max_id + 1u, 1u << 24), nullptr);
+        for (const Function& f : out_.functions) {
+            if (f.id < by_id.size()) {
+                by_id[f.id] = &f;
+            }
+        }
         for (Event& e : out_.events) {
-            if (e.kind == Kind::Push && e.caller != 0) {
-                auto it = out_.function_index.find(e.caller);
-                if (it != out_.function_index.end()) {
-                    const Function& f = out_.functions[it->second];
-                    e.caller_line = f.is_python ? f.line_at(e.aux) : 0;
-                }
+            if (e.kind == Kind::Push) {
+                const Function* f = e.caller < by_id.size() ? by_id[e.caller] : nullptr;
+                uint32_t offset = static_cast<uint32_t>(e.caller_line);
+                e.caller_line = f && f->is_python ? f->line_at(offset) : 0;
             }
         }
         if (options.sort) {
@@ -257,8 +270,10 @@ bool decode(const uint8_t* data, size_t size, TraceData& out, const ReadOptions&
     out.python_version = std::string(out.header.python_version);
     out.header.python_version = out.python_version;
     // A rough reservation (events average ~5 bytes) avoids most regrowth.
-    out.events.reserve(size / 6);
-    out.nodes.reserve(size / 12);
+    // Generous reservations (the smallest event is 3 bytes): untouched pages cost nothing,
+    // regrowth copies everything.
+    out.events.reserve(size / 3);
+    out.nodes.reserve(size / 5);
     Decoder decoder(out);
     Cursor c{data + out.header.header_size, data + size};
     while (c.pos < c.end) {

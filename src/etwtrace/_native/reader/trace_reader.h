@@ -30,13 +30,16 @@ struct Event {
     uint64_t timestamp = 0;    // ns, CLOCK_MONOTONIC (ticks until the decode finishes)
     uint32_t thread = 0;       // index into TraceData::thread_ids
     uint32_t function_id = 0;  // push/pop: the function; Function: its id
-    uint32_t caller = 0;       // push: caller FunctionID
-    int32_t caller_line = 0;   // push: line in the caller (resolved through its line table)
-    uint32_t aux = 0;          // Function: index in functions; Mark: index in marks; push: caller offset
+    union {
+        uint32_t caller = 0;   // push: caller FunctionID
+        uint32_t aux;          // Function: index in functions; Mark: index in marks
+    };
+    int32_t caller_line = 0;   // push: line in the caller (its bytecode offset until resolved)
     uint32_t stack = kNoNode;  // node of the stack at this event (push/pop: includes the function)
     Kind kind = Kind::Push;
     uint8_t mark_kind = 0;
 };
+static_assert(sizeof(Event) == 32, "keep Event at 32 bytes: the decoder's speed depends on it");
 
 struct Function {
     uint32_t id = 0;
