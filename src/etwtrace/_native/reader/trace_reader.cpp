@@ -272,8 +272,9 @@ bool decode(const uint8_t* data, size_t size, TraceData& out, const ReadOptions&
     // A rough reservation (events average ~5 bytes) avoids most regrowth.
     // Generous reservations (the smallest event is 3 bytes): untouched pages cost nothing,
     // regrowth copies everything.
-    out.events.reserve(size / 3);
-    out.nodes.reserve(size / 5);
+    size_t estimate = std::min<size_t>(size / 3, size_t{1} << 26);
+    out.events.reserve(estimate);
+    out.nodes.reserve(estimate / 2);
     Decoder decoder(out);
     Cursor c{data + out.header.header_size, data + size};
     while (c.pos < c.end) {
