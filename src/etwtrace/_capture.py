@@ -538,9 +538,13 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
         os.rmdir(trace_dir)
     manifest["complete"] = True
     manifest["size_bytes"] = _du(path)
+    binaries = _du(buildid_dir) if os.path.isdir(buildid_dir) else 0
     _write_manifest(path, manifest)
 
-    _info(f"capture saved to {path} ({manifest['size_bytes'] / 1e6:.1f} MB; the target ended with {how})")
+    sizes = f"{(manifest['size_bytes'] - binaries) / 1e6:.1f} MB of events"
+    if binaries:
+        sizes += f", {binaries / 1e6:.0f} MB of binaries for symbols in buildid/ (hard links where possible)"
+    _info(f"capture saved to {path} ({sizes}); the target ended with {how}")
     _info(f"look at it with: python -m etwtrace dump {_quote(path)}")
     if perf:
         _info(f"          or: perf --buildid-dir {_quote(buildid_dir)} report "
