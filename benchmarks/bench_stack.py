@@ -217,7 +217,7 @@ class XPerf:
         sys.deactivate_stack_trampoline()
 
 
-def measure(repeat, only):
+def measure(repeat, only, stat=statistics.median):
     configs = [Untraced(), Floor(), Ours()]
     if hasattr(sys, "activate_stack_trampoline"):
         try:
@@ -241,7 +241,7 @@ def measure(repeat, only):
                     t0 = time.perf_counter()
                     work()
                     times[config.name].append(time.perf_counter() - t0)
-        results[wname] = {name: statistics.median(values) for name, values in times.items()}
+        results[wname] = {name: stat(values) for name, values in times.items()}
     return results
 
 
@@ -254,8 +254,8 @@ def cleanup_symbol_files():
             pass
 
 
-def print_table(version, results):
-    print(f"\nCPython {version}  (median seconds; ratios to untraced unless stated)")
+def print_table(version, results, stat="median"):
+    print(f"\nCPython {version}  ({stat} seconds; ratios to untraced unless stated)")
     header = f"{'workload':<12}{'untraced':>10}{'floor':>8}{'ours':>8}{'-X perf':>9}{'ours/-X perf':>14}"
     print(header)
     print("-" * len(header))
@@ -273,12 +273,14 @@ def main():
     parser.add_argument("--python", action="append", help="interpreter to benchmark (repeatable)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per configuration (default 5)")
     parser.add_argument("--only", action="append", help="run only this workload (repeatable)")
+    parser.add_argument("--stat", choices=("median", "min"), default="median",
+                        help="statistic of the timed runs (min is steadier on a loaded machine)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
 
     if args.json:
         try:
-            results = measure(args.repeat, args.only)
+            results = measure(args.repeat, args.only, statistics.median if args.stat == "median" else min)
         finally:
             cleanup_symbol_files()
         print(json.dumps({"version": sys.version.split()[0], "results": results}))
@@ -286,7 +288,7 @@ def main():
 
     pythons = args.python or [sys.executable]
     for python in pythons:
-        cmd = [python, os.path.abspath(__file__), "--json", "--repeat", str(args.repeat)]
+        cmd = [python, os.path.abspath(__file__), "--json", "--repeat", str(args.repeat), "--stat", args.stat]
         for w in args.only or []:
             cmd += ["--only", w]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -294,7 +296,7 @@ def main():
             print(f"\n{python}: failed\n{proc.stderr}", file=sys.stderr)
             continue
         data = json.loads(proc.stdout.strip().splitlines()[-1])
-        print_table(data["version"], data["results"])
+        print_table(data["version"], data["results"], args.stat)
     return 0
 
 
