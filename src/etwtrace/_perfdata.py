@@ -183,6 +183,7 @@ def _event_from_perf(name, pid, tid, ts, cpu, fields, stack):
 
 def read_perf_data(path, perf=None):
     """Events of PATH/perf.data (unsorted: perf orders them per its own rules)."""
+    path = os.path.abspath(path)
     data = os.path.join(path, "perf.data")
     if not os.path.exists(data):
         return []
