@@ -61,7 +61,6 @@ class Profile:
                 raise ProfileError(f"{where}: unknown probe {unknown[0]!r}; the probes are {', '.join(PROBE_NAMES)}")
         self.probe_stacks = _names(section.get("probe_stacks", "stack_sample"))
         self.require_tracefs = _flag(section, "require_tracefs", "no", where)
-        self.compress = _flag(section, "compress", "no", where)
         try:
             self.extra_args = shlex.split(section.get("extra_args", ""))
         except ValueError as ex:
@@ -105,8 +104,6 @@ class Profile:
         if not any(a == "-e" for a in args):
             # Nothing to sample: the dummy event still records process, thread and mmap events.
             args += ["-e", "dummy"]
-        if self.compress:
-            args += ["-z"]
         return args + self.extra_args
 
     def to_dict(self):
