@@ -11,6 +11,9 @@ Printed per workload: the untraced time, then each configuration's ratio traced/
   floor:profile   a C profile function that does nothing (PyEval_SetProfile, all threads)
   floor:mon-py    sys.monitoring no-op callbacks, Python events only (3.12+)
   floor:mon-py+C  ... plus CALL/C_RETURN/C_RAISE (3.12+): the floor of our 3.12+ hook
+  floor:pep523    a no-op PEP 523 eval-frame hook (sees Python frames only, not C calls)
+  floor:pep523+monC  PEP 523 for Python frames + sys.monitoring CALL/C_RETURN/C_RAISE only:
+                  the other exact combination on 3.12+
   etwtrace        InstrumentedTracer writing its trace file (Python and C calls recorded)
   cProfile, yappi, viztracer, pyinstrument
 and for etwtrace: events written, ns per event on top of untraced and on top of the floor of
@@ -102,6 +105,24 @@ def _noop_monitoring(c_events):
     name = "floor:mon-py+C" if c_events else "floor:mon-py"
     return Config(name, lambda: native._bench_noop_monitoring(True, c_events),
                   lambda: native._bench_noop_monitoring(False, c_events))
+
+
+def _noop_pep523():
+    return Config("floor:pep523", lambda: native._bench_noop_hook(True), lambda: native._bench_noop_hook(False))
+
+
+def _noop_pep523_plus_c():
+    """The alternative on 3.12+: PEP 523 for Python frames + sys.monitoring for C calls only."""
+
+    def start():
+        native._bench_noop_hook(True)
+        native._bench_noop_monitoring(True, True, False)
+
+    def stop():
+        native._bench_noop_monitoring(False, True, False)
+        native._bench_noop_hook(False)
+
+    return Config("floor:pep523+monC", start, stop)
 
 
 class _Ours:
@@ -207,8 +228,12 @@ def main():
     tmp = tempfile.mkdtemp(prefix="etwtrace-bench-")
     ours = _Ours(tmp)
     configs = [_noop_profile()]
+    if hasattr(native, "_bench_noop_hook"):  # stack mode's no-op eval-frame hook
+        configs.append(_noop_pep523())
     if monitoring:
         configs += [_noop_monitoring(False), _noop_monitoring(True)]
+        if hasattr(native, "_bench_noop_hook"):
+            configs.append(_noop_pep523_plus_c())
     configs.append(Config("etwtrace", ours.start, ours.stop))
     for factory in (_cprofile, _yappi, _viztracer, _pyinstrument):
         try:

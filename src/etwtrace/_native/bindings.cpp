@@ -170,9 +170,9 @@ PyObject* py_bench_noop_profile(PyObject*, PyObject* arg) {
 }
 
 PyObject* py_bench_noop_monitoring(PyObject*, PyObject* args) {
-    int enable = 0, c_events = 1;
-    if (!PyArg_ParseTuple(args, "p|p:_bench_noop_monitoring", &enable, &c_events) ||
-        !bench_noop_monitoring(enable != 0, c_events != 0)) {
+    int enable = 0, c_events = 1, py_events = 1;
+    if (!PyArg_ParseTuple(args, "p|pp:_bench_noop_monitoring", &enable, &c_events, &py_events) ||
+        !bench_noop_monitoring(enable != 0, c_events != 0, py_events != 0)) {
         return nullptr;
     }
     Py_RETURN_NONE;
@@ -357,7 +357,7 @@ PyObject* py_trace_decode_rate(PyObject*, PyObject* args) {
     {"_bench_noop_profile", py_bench_noop_profile, METH_O,                                                  \
      "_bench_noop_profile(enable)\n\nInstall/remove a no-op C profile function (benchmark floor)."},        \
     {"_bench_noop_monitoring", py_bench_noop_monitoring, METH_VARARGS,                                      \
-     "_bench_noop_monitoring(enable, c_events=True)\n\nNo-op sys.monitoring callbacks (3.12+, floor)."},   \
+     "_bench_noop_monitoring(enable, c_events=True, py_events=True)\n\nNo-op sys.monitoring callbacks (floor)."},   \
     {"_read_trace", py_read_trace, METH_VARARGS, "_read_trace(path)\n\nDecode a trace file (a capsule)."}, \
     {"_trace_info", py_trace_info, METH_O, "_trace_info(trace)\n\nHeader and integrity counters."},        \
     {"_trace_python_version", py_trace_python_version, METH_O, "_trace_python_version(trace)"},            \

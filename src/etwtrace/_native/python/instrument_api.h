@@ -13,8 +13,9 @@ std::string instrument_trace_path();
 
 // Test-only floors (benchmarks/bench_instrumented.py): install/remove a C profile function
 // that does nothing on every thread, or sys.monitoring callbacks that do nothing (3.12+;
-// `c_events` adds CALL/C_RETURN/C_RAISE). Return false with an exception set on failure.
+// `py_events`: PY_START/RESUME/THROW/RETURN/YIELD/UNWIND, `c_events`: CALL/C_RETURN/C_RAISE).
+// Return false with an exception set on failure.
 bool bench_noop_profile(bool enable);
-bool bench_noop_monitoring(bool enable, bool c_events);
+bool bench_noop_monitoring(bool enable, bool c_events, bool py_events = true);
 
 }  // namespace etwtrace::py

@@ -37,7 +37,7 @@ bool bench_noop_profile(bool enable) {
     return true;
 }
 
-bool bench_noop_monitoring(bool enable, bool c_events) {
+bool bench_noop_monitoring(bool enable, bool c_events, bool py_events_on) {
     if (!compat::has_sys_monitoring()) {
         PyErr_SetString(PyExc_NotImplementedError, "sys.monitoring needs CPython 3.12+");
         return false;
@@ -71,8 +71,10 @@ bool bench_noop_monitoring(bool enable, bool c_events) {
             Py_XDECREF(rr);
             Py_XDECREF(bit);
         };
-        for (const char* name : py_events) {
-            if (ok) add(name);
+        if (py_events_on) {
+            for (const char* name : py_events) {
+                if (ok) add(name);
+            }
         }
         if (c_events) {
             for (const char* name : c_names) {
