@@ -383,7 +383,12 @@ def _run(path, argv, tracer, profile_name, profile_file):
     user_only = perf is not None and not _privileged()
     if perf and profile.needs_tracefs:
         tracefs = None if user_only else _perfprobes.find_tracefs(mount=True)
-        if tracefs is None:
+        if tracefs is None and user_only:
+            if profile.require_tracefs:
+                raise CaptureError(f"profile {profile.name} needs tracefs, which only root can use; run as root")
+            _warn("the Python probes and context switches need root (tracefs); "
+                  "recording user-space samples only")
+        elif tracefs is None:
             what = "the Python probes and context switches"
             if profile.require_tracefs:
                 raise CaptureError(
@@ -415,6 +420,13 @@ def _run(path, argv, tracer, profile_name, profile_file):
             if not probes.names:
                 _warn(f"{os.path.basename(library)} was built without USDT probes "
                       "(install systemtap-sdt-dev and rebuild); recording without them")
+    except BaseException:
+        # Nothing ran yet: leave no half-made capture behind.
+        shutil.rmtree(path, ignore_errors=True)
+        if probes is not None:
+            probes.remove()
+        raise
+    try:
         return _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes,
                        user_only, manifest, started_at, instrumented)
     finally:

@@ -84,7 +84,7 @@ class Profile:
         tracefs says whether tracepoints (context switches) can be recorded.
         """
         args = []
-        mod = ":u" if user_only else ""
+        mod = "u" if user_only else ""  # user space only: what perf_event_paranoid 2 allows
         for event in self.events:
             if self.frequency > 0:
                 args += ["-e", f"{event}/freq={self.frequency},{self._call_graph_term()}/{mod}"]
