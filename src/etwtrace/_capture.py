@@ -460,7 +460,7 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
         command = [perf, "--buildid-dir", buildid_dir, "record", "-k", "1", "-o", raw,
                    *profile.record_args(probe_events, bool(tracefs), user_only), "--", *child]
         manifest["perf"] = {"version": perf_version, "record": command[:command.index("--")],
-                            "probes": sorted(probe_events)}
+                            "probes": {name: len(events) for name, events in sorted(probe_events.items())}}
     else:
         command = child
         manifest["perf"] = None

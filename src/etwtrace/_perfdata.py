@@ -119,7 +119,7 @@ class Event:
 
     def to_line(self):
         """One line of text (python -m etwtrace dump)."""
-        parts = [f"{self.timestamp / 1e9:.9f}", self.name + (f"/{self.opcode}" if self.opcode else ""),
+        parts = [f"{self.timestamp / 1e9:.9f}", self.name + (f"/{self.opcode}" if self.opcode not in (None, "Info") else ""),
                  f"pid={self.pid}", f"tid={self.thread_id}"]
         for key, value in self.fields.items():
             if isinstance(value, int) and key.endswith("Address"):
@@ -153,6 +153,10 @@ def _perf_command():
 def _event_from_perf(name, pid, tid, ts, cpu, fields, stack):
     group, _, event = name.partition(":")
     if event and (group.startswith("etwtrace_") or group == "sdt_etwtrace"):
+        # One uprobe event per probe site: function, function_1, ... are all `function`.
+        base, _, suffix = event.rpartition("_")
+        if base and suffix.isdigit():
+            event = base
         upstream = PROBE_EVENT_NAMES.get(event)
         if upstream is None:
             return None
@@ -395,7 +399,8 @@ def _line(event):
     """One line of text for any event (capture events and trace-file events alike)."""
     if isinstance(event, Event):
         return event.to_line()
-    parts = [f"{event.timestamp / 1e9:.9f}", event.name + (f"/{event.opcode}" if getattr(event, "opcode", None) else ""),
+    opcode = getattr(event, "opcode", None)
+    parts = [f"{event.timestamp / 1e9:.9f}", event.name + (f"/{opcode}" if opcode not in (None, "Info") else ""),
              f"pid={event.pid}", f"tid={event.thread_id}"]
     for key, value in event.items():
         parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")

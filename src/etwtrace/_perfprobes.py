@@ -165,8 +165,9 @@ def _fetcharg(operand):
     return None
 
 
-def uprobe_definition(group, note, path):
-    """The uprobe_events line for one SDT note, or None for a probe we do not know."""
+def uprobe_definition(group, note, path, event=None):
+    """The uprobe_events line for one SDT note (named `event`, default the probe's name), or
+    None for a probe we do not know."""
     fields = PROBE_FIELDS.get(note.name)
     if fields is None:
         return None
@@ -186,7 +187,7 @@ def uprobe_definition(group, note, path):
     place = f"{path}:{note.pc_offset:#x}"
     if note.semaphore_offset:
         place += f"({note.semaphore_offset:#x})"
-    return f"p:{group}/{note.name} {place} {' '.join(args)}".rstrip()
+    return f"p:{group}/{event or note.name} {place} {' '.join(args)}".rstrip()
 
 
 def find_tracefs(mount=True):
@@ -239,44 +240,58 @@ def remove_stale_groups(tracefs):
 
 
 class ProbeSet:
-    """The uprobe events of one capture; `events` are perf event names (group:probe)."""
+    """The uprobe events of one capture.
 
-    def __init__(self, tracefs, group, names):
+    A probe may have several sites (one per place the native code fires it, e.g. in both the
+    stack and the instrumented mode): each site is its own uprobe event, named like perf probe
+    does: `function`, `function_1`, ...; all of a probe's sites share its semaphore.
+    """
+
+    def __init__(self, tracefs, group, sites):
         self.tracefs = tracefs
         self.group = group
-        self.names = names
+        self.sites = sites  # [(probe name, event name)]
+
+    @property
+    def names(self):
+        return sorted({probe for probe, _ in self.sites})
 
     @property
     def events(self):
-        return {name: f"{self.group}:{name}" for name in self.names}
+        """probe name -> [perf event names (group:event)]"""
+        result = {}
+        for probe, event in self.sites:
+            result.setdefault(probe, []).append(f"{self.group}:{event}")
+        return result
 
     def remove(self):
-        for name in self.names:
+        for _probe, event in self.sites:
             try:
-                _write_uprobe_events(self.tracefs, [f"-:{self.group}/{name}"])
+                _write_uprobe_events(self.tracefs, [f"-:{self.group}/{event}"])
             except OSError:
                 pass
-        self.names = []
+        self.sites = []
 
 
 def register(library, tracefs, group=None):
-    """Register every etwtrace probe of `library`; returns a ProbeSet (maybe empty)."""
+    """Register every site of every etwtrace probe in `library`; returns a ProbeSet (maybe empty)."""
     group = group or f"{GROUP_PREFIX}{os.getpid()}"
     remove_stale_groups(tracefs)
-    notes = read_sdt_notes(library)
-    lines = []
-    names = []
-    for note in notes:
-        line = uprobe_definition(group, note, os.path.realpath(library))
-        if line and note.name not in names:
-            lines.append(line)
-            names.append(note.name)
+    path = os.path.realpath(library)
     probes = ProbeSet(tracefs, group, [])
-    for name, line in zip(names, lines):
+    counts = {}
+    for note in read_sdt_notes(library):
+        n = counts.get(note.name, 0)
+        event = note.name if n == 0 else f"{note.name}_{n}"
+        line = uprobe_definition(group, note, path, event)
+        if line is None:
+            continue
         try:
             _write_uprobe_events(tracefs, [line])
         except OSError as ex:
             probes.remove()
-            raise ProbeError(f"the kernel refused the uprobe '{line}' ({ex.strerror})") from None
-        probes.names.append(name)
+            raise ProbeError(f"the kernel refused the uprobe '{line}' ({ex.strerror}); "
+                             "check that tracefs is writable (run as root)") from None
+        counts[note.name] = n + 1
+        probes.sites.append((note.name, event))
     return probes

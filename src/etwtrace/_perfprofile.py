@@ -80,7 +80,8 @@ class Profile:
     def record_args(self, probe_events, tracefs, user_only=False):
         """perf record arguments for this profile.
 
-        probe_events maps probe name -> perf event name (empty when probes are unavailable);
+        probe_events maps probe name -> perf event names, one per probe site (empty when probes
+        are unavailable);
         tracefs says whether tracepoints (context switches) can be recorded.
         """
         args = []
@@ -96,11 +97,12 @@ class Profile:
         # first event of the recording, so a stack-less event must not come first.
         ordered = sorted(self.probes, key=lambda name: name not in self.probe_stacks)
         for name in ordered:
-            event = probe_events.get(name)
-            if event is None:
-                continue
+            events = probe_events.get(name) or []
+            if isinstance(events, str):
+                events = [events]
             term = self._call_graph_term() if name in self.probe_stacks else "call-graph=no"
-            args += ["-e", f"{event}/{term}/"]
+            for event in events:
+                args += ["-e", f"{event}/{term}/"]
         if not any(a == "-e" for a in args):
             # Nothing to sample: the dummy event still records process, thread and mmap events.
             args += ["-e", "dummy"]

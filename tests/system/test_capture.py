@@ -194,14 +194,35 @@ def test_instrumented_without_perf_keeps_the_trace_file(tmp_path):
 # The bundle
 
 
-def test_default_profile_records_samples_and_context_switches(tmp_path):
-    _, path = capture(tmp_path, "endings.py", "exit", "0", profile=None, profile_file=None)
+DEMO = Path(__file__).resolve().parent.parent.parent / "scripts" / "demo.py"
+
+
+def test_default_profile_on_the_demo(tmp_path):
+    """The README's main job: CPU samples name the hot Python functions, with native frames
+    (libz) between them, on both threads; context switches show where threads blocked."""
+    proc = subprocess.run([sys.executable, "-m", "etwtrace", "--capture", str(tmp_path / "demo"), "--",
+                           str(DEMO), "0.5"], cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "fib(24) = 46368" in proc.stdout
+    path = tmp_path / "demo"
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["profile"]["name"] == "Default" and manifest["complete"]
-    names = {e.name for e in etwtrace.read(path)}
-    assert {"SampledProfile", "CSwitch", "PythonFunction", "PythonStackSample"} <= names
-    switch = next(e for e in etwtrace.read(path, names="CSwitch"))
+    assert manifest["profile"]["name"] == "Default" and manifest["complete"] and manifest["exit_status"] == 0
+    events = list(etwtrace.read(path))
+    assert {"SampledProfile", "CSwitch", "PythonFunction", "PythonStackSample", "PythonMark"} <= {e.name for e in events}
+    hot = {}
+    for e in events:
+        if e.name == "SampledProfile":
+            python = [fr.function["Name"] for fr in e.stack if fr.is_python]
+            if python:
+                hot.setdefault(python[0], []).append(e)
+    assert {"fib", "compress_blocks", "checksum_worker"} <= set(hot)
+    # deflate (libz) runs under compress_blocks: a mixed native/Python stack.
+    assert any(any(fr.module and "libz" in fr.module for fr in e.stack) for e in hot["compress_blocks"])
+    assert {e.thread_id for e in hot["checksum_worker"]}.isdisjoint({e.thread_id for e in hot["fib"]})
+    switch = next(e for e in events if e.name == "CSwitch")
     assert switch["OldThreadId"] == switch.thread_id and switch.stack
+    marks = [(e.opcode, e["Mark"]) for e in events if e.name == "PythonMark"]
+    assert marks == [("Start", "fib"), ("Stop", "fib"), ("Start", "compress"), ("Stop", "compress")]
 
 
 def test_minimal_profile_has_no_samples(tmp_path):
