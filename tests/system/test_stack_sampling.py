@@ -271,6 +271,7 @@ def test_perf_map_format(cleanup_maps):
                           "    def meth(self):\n"
                           "        return (lambda: 1)()\n"
                           "K().meth()\n"
+                          "import json; json.JSONEncoder().encode([1])\n"
                           "t.disable(); print(os.getpid())"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     pid = int(run.stdout)
@@ -287,6 +288,8 @@ def test_perf_map_format(cleanup_maps):
     names = {line.split(" ", 2)[2] for line in lines}
     qualname = "K.meth" if PY >= (3, 11) else "meth"
     assert f"py::{qualname}:<string>" in names
+    import json  # a module loaded before enable(): qualified names on every version
+    assert f"py::JSONEncoder.encode:{json.encoder.__file__}" in names
     assert len(set(starts)) == len(starts)
     starts.sort()
     assert all(b - a >= 96 for a, b in zip(starts, starts[1:])), "thunks are spaced for perf's unwind view"

@@ -53,6 +53,93 @@ void index_nested_qualnames(PyCodeObject* code, const std::string& prefix, int d
     }
 }
 
+// Functions and classes reachable from loaded modules, for modules whose body ran before
+// tracing started: a function object knows its own __qualname__, and its nested code objects
+// get "<qualname>.<locals>.<name>".
+void index_function(PyObject* func) {
+    if (!PyFunction_Check(func)) {
+        return;
+    }
+    auto* code = reinterpret_cast<PyCodeObject*>(PyFunction_GET_CODE(func));
+    std::string qualname = utf8(reinterpret_cast<PyFunctionObject*>(func)->func_qualname);
+    if (qualname.empty() || !PyCode_Check(reinterpret_cast<PyObject*>(code))) {
+        return;
+    }
+    legacy_qualnames()[code] = qualname;  // the function object is the authority
+    index_nested_qualnames(code, qualname + ".<locals>", 0);
+}
+
+void index_namespace(PyObject* dict, int depth);
+
+void index_value(PyObject* value, int depth) {
+    if (PyFunction_Check(value)) {
+        index_function(value);
+    } else if (PyType_Check(value) && PyType_HasFeature(reinterpret_cast<PyTypeObject*>(value), Py_TPFLAGS_HEAPTYPE)) {
+        if (depth < 4) {
+            index_namespace(reinterpret_cast<PyTypeObject*>(value)->tp_dict, depth + 1);
+        }
+    } else if (PyObject_TypeCheck(value, &PyStaticMethod_Type) || PyObject_TypeCheck(value, &PyClassMethod_Type)) {
+        PyObject* func = PyObject_GetAttrString(value, "__func__");
+        if (func) {
+            index_function(func);
+            Py_DECREF(func);
+        } else {
+            PyErr_Clear();
+        }
+    } else if (PyObject_TypeCheck(value, &PyProperty_Type)) {
+        for (const char* accessor : {"fget", "fset", "fdel"}) {
+            PyObject* func = PyObject_GetAttrString(value, accessor);
+            if (func) {
+                index_function(func);
+                Py_DECREF(func);
+            } else {
+                PyErr_Clear();
+            }
+        }
+    }
+}
+
+void index_namespace(PyObject* dict, int depth) {
+    if (!dict || !PyDict_Check(dict)) {
+        return;
+    }
+    PyObject* values = PyDict_Values(dict);  // a snapshot: safe if lookups run code
+    if (!values) {
+        PyErr_Clear();
+        return;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); ++i) {
+        index_value(PyList_GET_ITEM(values, i), depth);
+    }
+    Py_DECREF(values);
+}
+
+void index_loaded_modules() {
+    PyObject* modules = PySys_GetObject("modules");  // borrowed
+    if (!modules || !PyDict_Check(modules)) {
+        return;
+    }
+    PyObject* list = PyDict_Values(modules);
+    if (!list) {
+        PyErr_Clear();
+        return;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); ++i) {
+        PyObject* module = PyList_GET_ITEM(list, i);
+        if (PyModule_Check(module)) {
+            index_namespace(PyModule_GetDict(module), 0);
+        }
+    }
+    Py_DECREF(list);
+}
+
+// A remembered name still belongs to this code object (its address may have been reused).
+bool qualname_matches(const std::string& qualname, const std::string& name) {
+    return qualname == name ||
+           (qualname.size() > name.size() && qualname.compare(qualname.size() - name.size(), name.size(), name) == 0 &&
+            qualname[qualname.size() - name.size() - 1] == '.');
+}
+
 }  // namespace
 
 FunctionRegistry& registry() {
@@ -95,6 +182,10 @@ bool FunctionRegistry::configure(PyObject* ignored, PyObject* include, PublishCa
         include_ = include;
     }
     on_publish_ = std::move(on_publish);
+    if (!compat::code_has_qualname()) {
+        // 3.9/3.10: learn qualified names of what is already loaded (see recover_qualname).
+        index_loaded_modules();
+    }
     return true;
 }
 
@@ -152,7 +243,7 @@ std::string FunctionRegistry::recover_qualname(PyCodeObject* code) {
     }
     auto& names = legacy_qualnames();
     auto it = names.find(code);
-    return it != names.end() ? it->second : name;
+    return it != names.end() && qualname_matches(it->second, name) ? it->second : name;
 }
 
 FunctionRecord* FunctionRegistry::lookup_slow(PyCodeObject* code, FunctionRecord* stale) {
