@@ -69,6 +69,19 @@ class Frame(int):
             return self.function["Name"]
         return self.symbol
 
+    # The same attributes as the trace reader's StackFrame, so code can handle both.
+    @property
+    def source_file(self):
+        return self.function["SourceFile"] if self.function is not None else None
+
+    @property
+    def line(self):
+        return self.function["LineNumber"] if self.function is not None else None
+
+    @property
+    def function_id(self):
+        return self.function["FunctionID"] if self.function is not None else None
+
     def __repr__(self):
         where = self.function["Name"] if self.function is not None else (self.symbol or "?")
         return f"<Frame {int(self):#x} {where} in {os.path.basename(self.module or '?')}>"
@@ -80,12 +93,16 @@ class Frame(int):
 class Event:
     """One event: .name, .pid, .thread_id, .timestamp (ns), .stack; fields by upstream name."""
 
-    __slots__ = ("name", "pid", "thread_id", "timestamp", "fields", "stack", "cpu", "source", "opcode")
+    __slots__ = ("name", "pid", "thread_id", "timestamp", "fields", "stack", "cpu", "source", "opcode",
+                 "python_stack")
 
     def __init__(self, name, pid, thread_id, timestamp, fields=None, stack=(), cpu=-1, source="perf",
                  opcode=None):
         self.name = name
         self.opcode = opcode
+        # Instrumented processes: for samples and context switches, the Python stack at that
+        # instant rebuilt from the trace file's calls (Frames with .function), leaf first.
+        self.python_stack = None
         self.pid = pid
         self.thread_id = thread_id
         self.timestamp = timestamp
@@ -333,6 +350,30 @@ class _FunctionIndex:
         return None
 
 
+def _attach_python_stacks(events, traced_pids):
+    """Give perf's samples in instrumented processes the Python stack of that instant."""
+    functions = {}
+    stacks = {}
+    for event in events:
+        if event.pid not in traced_pids:
+            continue
+        name = event.name
+        if name == "PythonFunction":
+            functions[(event.pid, event["FunctionID"])] = event
+        elif name == "PythonFunctionPush":
+            stacks.setdefault(event.thread_id, []).append(event["FunctionID"])
+        elif name == "PythonFunctionPop":
+            stack = stacks.get(event.thread_id)
+            if stack:
+                stack.pop()
+        elif isinstance(event, Event) and name in ("SampledProfile", "CSwitch"):
+            event.python_stack = [
+                Frame(0, function=functions.get((event.pid, fid)))
+                for fid in reversed(stacks.get(event.thread_id, ()))
+                if (event.pid, fid) in functions
+            ]
+
+
 def read_capture(path, pid=None, thread_id=None, event_names=None):
     """Iterate the events of the capture at PATH in timestamp order (see module docstring)."""
     path = os.path.abspath(path)
@@ -370,6 +411,9 @@ def read_capture(path, pid=None, thread_id=None, event_names=None):
         for frame in event.stack:
             if isinstance(frame, Frame) and frame.function is None:
                 frame.function = index.lookup(event.pid, int(frame))
+
+    if traced_pids:
+        _attach_python_stacks(events, traced_pids)
 
     pids = _as_set(pid)
     tids = _as_set(thread_id)

@@ -21,6 +21,7 @@ import etwtrace
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "capture"
 PROFILES = SCRIPTS / "test-profiles.ini"
+DEMO = Path(__file__).resolve().parent.parent.parent / "scripts" / "demo.py"
 
 
 def _perf_problem():
@@ -172,6 +173,20 @@ def test_instrumented_by_arg(tmp_path):
     assert stamps == sorted(stamps)
 
 
+def test_instrumented_samples_carry_the_python_stack(tmp_path):
+    path = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "etwtrace", "--instrumented", "--capture", str(path),
+                           "--profile-file", str(PROFILES), "--capture-profile", "Quick", "--", str(DEMO), "0.5"],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    leaves = {}
+    for e in etwtrace.read(path, names="SampledProfile"):
+        if e.python_stack:
+            leaves.setdefault(e.python_stack[0].name, []).append(e)
+    assert "fib" in leaves
+    assert all(fr.name == "fib" for fr in leaves["fib"][0].python_stack[:2])
+
+
 def test_instrumented_threaded(tmp_path):
     _, path = capture(tmp_path, "threaded.py", mode="--instrumented")
     samples = list(find_instrumented_test_stacks(etwtrace.read(path), SCRIPTS / "threaded.py"))
@@ -192,9 +207,6 @@ def test_instrumented_without_perf_keeps_the_trace_file(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # The bundle
-
-
-DEMO = Path(__file__).resolve().parent.parent.parent / "scripts" / "demo.py"
 
 
 def test_default_profile_on_the_demo(tmp_path):
