@@ -416,8 +416,14 @@ def _run(path, argv, tracer, profile_name, profile_file):
     try:
         if perf and tracefs and profile.probes:
             library = extension_library()
-            probes = _perfprobes.register(library, tracefs)
-            if not probes.names:
+            try:
+                probes = _perfprobes.register(library, tracefs)
+            except _perfprobes.ProbeError as ex:
+                if profile.require_tracefs:
+                    raise
+                _warn(f"{ex}; recording without the Python probes")
+                probes = _perfprobes.ProbeSet(tracefs, "", [])
+            if not probes.names and probes.group:
                 _warn(f"{os.path.basename(library)} was built without USDT probes "
                       "(install systemtap-sdt-dev and rebuild); recording without them")
     except BaseException:
