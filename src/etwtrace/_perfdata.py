@@ -139,9 +139,10 @@ class Event:
         parts = [f"{self.timestamp / 1e9:.9f}", self.name + (f"/{self.opcode}" if self.opcode not in (None, "Info") else ""),
                  f"pid={self.pid}", f"tid={self.thread_id}"]
         for key, value in self.fields.items():
-            if isinstance(value, int) and key.endswith("Address"):
-                value = f"{value:#x}"
-            parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+            if isinstance(value, int) and (key.endswith("Address") or key == "InstructionPointer"):
+                parts.append(f"{key}={value:#x}")
+            else:
+                parts.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
         if self.stack:
             frames = []
             for frame in self.stack:
