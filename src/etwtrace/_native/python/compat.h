@@ -192,6 +192,9 @@ inline void* get_code_extra_fast(PyCodeObject* code, Py_ssize_t index) {
                : nullptr;
 }
 
+// Whether frame_code() can return nullptr (3.13: frames whose f_executable is not code).
+inline constexpr bool kFrameCodeCanBeNull = PY_VERSION_HEX >= 0x030D0000;
+
 // Saving and restoring the exception in flight around work done inside the eval hook.
 struct SavedException {
 #if PY_VERSION_HEX >= 0x030C0000

@@ -226,6 +226,7 @@ bool FunctionRegistry::passes_filters(const std::string& filename) {
 void FunctionRegistry::apply_filters(FunctionRecord& record) {
     record.generation = generation_;
     record.included = on_publish_ != nullptr && passes_filters(record.filename);
+    record.traced_generation = record.included ? generation_ : 0;
     if (record.included && !record.published) {
         record.published = true;
         on_publish_(record);

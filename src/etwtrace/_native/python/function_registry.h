@@ -19,6 +19,7 @@ struct FunctionRecord {
     uint32_t id = 0;             // FunctionID, 1-based, unique in the process
     uint32_t generation = 0;     // filter generation `included` was computed for
     bool included = false;       // passes ignore()/include() in that generation
+    uint32_t traced_generation = 0;  // == generation while included, else 0: one compare on hot paths
     bool published = false;      // PythonFunction already emitted (by the active mode)
     bool is_python = true;
     int first_line = 0;
@@ -57,7 +58,7 @@ public:
     // path with no call in it at all.
     FunctionRecord* lookup_cached(PyCodeObject* code) const {
         auto* record = static_cast<FunctionRecord*>(compat::get_code_extra_fast(code, extra_index_));
-        return (record && record->generation == generation_ && record->included) ? record : nullptr;
+        return (record && record->traced_generation == generation_) ? record : nullptr;
     }
 
     // The record for a builtin/C function object (instrumented mode), or nullptr.

@@ -123,7 +123,7 @@ __attribute__((noinline)) PyObject* stack_eval_frame_slow(PyThreadState* tstate,
 PyObject* stack_eval_frame(PyThreadState* tstate, compat::EvalFrame* frame, int throwflag) {
     if (__builtin_expect(!probes::thread_enabled(), 1)) {
         PyCodeObject* code = compat::frame_code(frame);
-        if (__builtin_expect(code != nullptr, 1)) {
+        if (!compat::kFrameCodeCanBeNull || __builtin_expect(code != nullptr, 1)) {
             FunctionRecord* record = state.registry->lookup_cached(code);
             if (__builtin_expect(record != nullptr && record->thunk != nullptr, 1)) {
                 return reinterpret_cast<ThunkFunction>(record->thunk)(tstate, frame, throwflag, state.evaluator);
