@@ -87,16 +87,14 @@ struct ThreadSlot {
     uint32_t epoch = 0;
 };
 __attribute__((tls_model("initial-exec"))) thread_local ThreadSlot t_slot;
-#define t_state t_slot.state
-#define t_epoch t_slot.epoch
 
 uint64_t current_tid() { return static_cast<uint64_t>(syscall(SYS_gettid)); }
 
 ThreadState* attach_thread();
 
 inline ThreadState* current() {
-    if (__builtin_expect(t_epoch == g_epoch, 1)) {
-        return t_state;
+    if (__builtin_expect(t_slot.epoch == g_epoch, 1)) {
+        return t_slot.state;
     }
     return attach_thread();
 }
@@ -109,11 +107,11 @@ struct ThreadExitGuard {
             return;
         }
         std::lock_guard<std::mutex> lock(*g_threads_mu);
-        if (t_epoch != g_epoch || !t_state) {
+        if (t_slot.epoch != g_epoch || !t_slot.state) {
             return;
         }
-        ThreadState* ts = t_state;
-        t_state = nullptr;
+        ThreadState* ts = t_slot.state;
+        t_slot.state = nullptr;
         ts->buffer.thread(false);
         probes::thread(ts->tid, 0);
         ts->buffer.detach();
@@ -653,8 +651,8 @@ ThreadState* attach_thread() {
         std::lock_guard<std::mutex> lock(*g_threads_mu);
         g_threads.push_back(ts);
     }
-    t_state = ts;
-    t_epoch = g_epoch;
+    t_slot.state = ts;
+    t_slot.epoch = g_epoch;
     t_exit_guard.armed = true;
     ts->buffer.thread(true);
     probes::thread(ts->tid, 1);
@@ -686,7 +684,7 @@ void detach_all_threads() {
         delete ts;
     }
     g_threads.clear();
-    t_state = nullptr;
+    t_slot.state = nullptr;
 }
 
 bool remove_hooks() {
@@ -744,7 +742,7 @@ PyObject* after_fork_child(PyObject*, PyObject*) {
         Py_RETURN_NONE;
     }
     g_threads_mu = new (std::nothrow) std::mutex();  // the old one may be held by a vanished thread
-    ThreadState* self = (t_epoch == g_epoch) ? t_state : nullptr;
+    ThreadState* self = (t_slot.epoch == g_epoch) ? t_slot.state : nullptr;
     std::vector<Entry> stack;
     if (self) {
         stack = self->stack;
@@ -900,7 +898,10 @@ public:
         g_use_monitoring = compat::has_sys_monitoring();
         g_writer = writer.release();
         g_enabled = true;
-        ++g_epoch;
+        {
+            std::lock_guard<std::mutex> lock(*g_threads_mu);  // exiting threads read it
+            ++g_epoch;
+        }
         // Frames running now get pushes, so their returns pop what was pushed. The current
         // thread replays at once; other threads when they next run (their own buffers).
         PyThreadState* self = PyThreadState_Get();
