@@ -6,7 +6,13 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 seconds=${1:-${FUZZ_SECONDS:-45}}
-work=${FUZZ_WORK_DIR:-$(mktemp -d /tmp/etwtrace-fuzz.XXXXXX)}
+if [ -n "${FUZZ_WORK_DIR:-}" ]; then
+    work=$FUZZ_WORK_DIR
+    mkdir -p "$work"
+else
+    work=$(mktemp -d /tmp/etwtrace-fuzz.XXXXXX)
+    trap 'rm -rf "$work"' EXIT
+fi
 cxx=${CLANGXX:-clang++}
 if ! command -v "$cxx" >/dev/null 2>&1; then
     echo "run.sh: $cxx not found (apt-get install clang)" >&2
@@ -19,6 +25,9 @@ fi
 mkdir -p "$work/corpus"
 cp "$here"/corpus/* "$work/corpus/"
 cd "$work"
+crashes=${FUZZ_ARTIFACTS:-/tmp/etwtrace-fuzz-crashes}
+mkdir -p "$crashes"
 "$work/fuzz_reader" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="$crashes/" \
     -print_final_stats=1 "$work/corpus"
-echo "fuzz_reader: no crash in ${seconds}s (work dir: $work)"
+echo "fuzz_reader: no crash in ${seconds}s"

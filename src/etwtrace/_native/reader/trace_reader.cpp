@@ -211,8 +211,9 @@ public:
                     i = it == syncs.begin() ? 0 : static_cast<size_t>(it - syncs.begin()) - 1;
                 }
                 double offset = static_cast<double>(static_cast<int64_t>(t - syncs[i].ticks)) * rate[i];
-                int64_t ns = static_cast<int64_t>(syncs[i].ns) + static_cast<int64_t>(offset);
-                e.timestamp = ns > 0 ? static_cast<uint64_t>(ns) : 0;
+                double ns = static_cast<double>(syncs[i].ns) + offset;
+                // Clamped: damaged sync points must not overflow the conversion (found by fuzzing).
+                e.timestamp = ns <= 0 ? 0 : ns >= 1.8e19 ? ~uint64_t{0} : static_cast<uint64_t>(ns);
             }
         }
         // CallerLine through the caller's line table (FunctionIDs are dense: index by id).
@@ -272,9 +273,11 @@ bool decode(const uint8_t* data, size_t size, TraceData& out, const ReadOptions&
     // A rough reservation (events average ~5 bytes) avoids most regrowth.
     // Generous reservations (the smallest event is 3 bytes): untouched pages cost nothing,
     // regrowth copies everything.
-    size_t estimate = std::min<size_t>(size / 3, size_t{1} << 26);
-    out.events.reserve(estimate);
-    out.nodes.reserve(estimate / 2);
+    if (size > (size_t{1} << 20)) {  // small inputs grow cheaply; big ones must not regrow
+        size_t estimate = std::min<size_t>(size / 3, size_t{1} << 26);
+        out.events.reserve(estimate);
+        out.nodes.reserve(estimate / 2);
+    }
     Decoder decoder(out);
     Cursor c{data + out.header.header_size, data + size};
     while (c.pos < c.end) {
