@@ -245,6 +245,42 @@ def measure(repeat, only, stat=statistics.median):
     return results
 
 
+def count_child(mode, n):
+    """Runs fib(n) once under `mode` (for valgrind): untraced, floor or ours."""
+    config = {"untraced": Untraced, "floor": Floor, "ours": Ours}[mode]()
+    fib(12)
+    with config:
+        fib(n)
+
+
+def instructions(python):
+    """Instructions per Python call of fib, by callgrind: deterministic, immune to machine load.
+
+    Counts fib(20) and fib(24) and divides the difference by the difference in calls, which
+    cancels start-up and enable() costs."""
+    calls = {n: 2 * _fib_plain(n + 1) - 1 for n in (20, 24)}
+    per_call = {}
+    for mode in ("untraced", "floor", "ours"):
+        totals = {}
+        for n in (20, 24):
+            proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python,
+                                   os.path.abspath(__file__), "--count", mode, str(n)],
+                                  capture_output=True, text=True)
+            m = re.search(r"Collected : (\d+)", proc.stderr)
+            if not m:
+                raise RuntimeError(f"valgrind failed: {proc.stderr[-500:]}")
+            totals[n] = int(m.group(1))
+        per_call[mode] = (totals[24] - totals[20]) / (calls[24] - calls[20])
+    return per_call
+
+
+def _fib_plain(n):
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+
+
 def cleanup_symbol_files():
     pid = os.getpid()
     for path in (f"/tmp/perf-{pid}.map", os.path.join(os.environ.get("JITDUMPDIR") or "/tmp", f"jit-{pid}.dump")):
@@ -275,8 +311,18 @@ def main():
     parser.add_argument("--only", action="append", help="run only this workload (repeatable)")
     parser.add_argument("--stat", choices=("median", "min"), default="median",
                         help="statistic of the timed runs (min is steadier on a loaded machine)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per fib call with valgrind (steady on a loaded machine)")
+    parser.add_argument("--count", nargs=2, help=argparse.SUPPRESS)  # valgrind child mode
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
+
+    if args.count:
+        try:
+            count_child(args.count[0], int(args.count[1]))
+        finally:
+            cleanup_symbol_files()
+        return 0
 
     if args.json:
         try:
@@ -297,6 +343,12 @@ def main():
             continue
         data = json.loads(proc.stdout.strip().splitlines()[-1])
         print_table(data["version"], data["results"], args.stat)
+        if args.instructions:
+            per_call = instructions(python)
+            base = per_call["untraced"]
+            print(f"instructions per fib call: untraced {base:.0f}, floor {per_call['floor']:.0f} "
+                  f"({per_call['floor'] / base:.3f}), ours {per_call['ours']:.0f} ({per_call['ours'] / base:.3f}); "
+                  f"ours - floor = {per_call['ours'] - per_call['floor']:.1f}")
     return 0
 
 
