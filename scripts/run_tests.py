@@ -92,7 +92,8 @@ def fuzz(totals):
     script = ROOT / "tests" / "fuzz" / "run.sh"
     if not script.exists():
         return
-    totals.step(run(["bash", script, str(WORK / "fuzz")]) == 0, "reader fuzzing")
+    env = dict(os.environ, FUZZ_WORK_DIR=str(WORK / "fuzz"), FUZZ_ARTIFACTS=str(WORK / "fuzz-crashes"))
+    totals.step(run(["bash", script, "45"], env=env) == 0, "reader fuzzing")
 
 
 def venv_for(version, python, sanitize=False):
