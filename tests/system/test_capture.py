@@ -272,17 +272,18 @@ def test_child_processes_are_captured(tmp_path):
     for e in events:
         if e.name == "PythonStackSample":
             stacks[e["Mark"]] = (e.pid, [fr.function["Name"] for fr in e.stack if fr.is_python])
-    assert set(stacks) == {"parent", "child", "fork"}
-    assert len({pid for pid, _ in stacks.values()}) == 3
-    assert stacks["parent"][1][:2] == ["in_parent", "<module>"]
-    assert stacks["fork"][1][:2] == ["in_fork", "<module>"]
+    assert set(stacks) == {"parent", "child", "fork"}, stacks
+    assert len({pid for pid, _ in stacks.values()}) == 3, stacks
+    assert stacks["parent"][1][:2] == ["in_parent", "<module>"], stacks
+    assert stacks["fork"][1][:2] == ["in_fork", "<module>"], stacks
     # The exec'd child: its own functions, from its own jitdump. (Its stacks are not checked:
     # perf 6.1's DWARF unwinder intermittently stops at the first frame in a process that
     # exec'd from a recorded parent, with or without etwtrace.)
     child_pid = stacks["child"][0]
     child_functions = {f["Name"] for f in functions_of(events, SCRIPTS / "child.py") if f.pid == child_pid}
-    assert child_functions == {"<module>", "in_child"}
-    assert stacks["child"][1][:2] in (["in_child", "<module>"], [])
+    assert child_functions == {"<module>", "in_child"}, child_functions
+    expected_child = ["in_child", "<module>"]
+    assert stacks["child"][1][:2] == expected_child[:len(stacks["child"][1][:2])], stacks
     manifest = json.loads((path / "manifest.json").read_text())
     assert len(manifest["jitdumps"]) >= 2
     for name in manifest["jitdumps"] + manifest["perf_maps"]:
