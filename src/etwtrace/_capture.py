@@ -331,8 +331,12 @@ def _collect(path, perf, buildid_dir, started_at, raw):
 def _status_of(returncode):
     """(exit status for the launcher, description) from perf's (or the child's) return code."""
     if returncode < 0:
-        return 128 - returncode, f"killed by signal {-returncode} ({signal.Signals(-returncode).name})"
-    return returncode, f"exit status {returncode}"
+        try:
+            name = f" ({signal.Signals(-returncode).name})"
+        except ValueError:
+            name = ""
+        return 128 - returncode, f"was killed by signal {-returncode}{name}"
+    return returncode, f"ended with exit status {returncode}"
 
 
 def _du(path):
@@ -527,7 +531,7 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
         os.unlink(log_path)
 
     status, how = _status_of(returncode)
-    manifest.update({"exit_status": status, "ended_by": how, "duration_s": round(ended_at - started_at, 3)})
+    manifest.update({"exit_status": status, "ending": how, "duration_s": round(ended_at - started_at, 3)})
 
     if perf:
         _info("finishing the capture (perf inject --jit)...")
@@ -562,7 +566,7 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
     sizes = f"{(manifest['size_bytes'] - binaries) / 1e6:.1f} MB of events"
     if binaries:
         sizes += f", {binaries / 1e6:.0f} MB of binaries for symbols in buildid/ (hard links where possible)"
-    _info(f"capture saved to {path} ({sizes}); the target ended with {how}")
+    _info(f"capture saved to {path} ({sizes}); the target {how}")
     _info(f"look at it with: python -m etwtrace dump {_quote(path)}")
     if perf:
         _info(f"          or: perf --buildid-dir {_quote(buildid_dir)} report "
