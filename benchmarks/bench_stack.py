@@ -247,7 +247,7 @@ def measure(repeat, only, stat=statistics.median):
 
 def count_child(mode, n):
     """Runs fib(n) once under `mode` (for valgrind): untraced, floor or ours."""
-    config = {"untraced": Untraced, "floor": Floor, "ours": Ours}[mode]()
+    config = {"untraced": Untraced, "floor": Floor, "ours": Ours, "xperf": XPerf}[mode]()
     fib(12)
     with config:
         fib(n)
@@ -260,7 +260,12 @@ def instructions(python):
     cancels start-up and enable() costs."""
     calls = {n: 2 * _fib_plain(n + 1) - 1 for n in (20, 24)}
     per_call = {}
-    for mode in ("untraced", "floor", "ours"):
+    modes = ["untraced", "floor", "ours"]
+    probe = subprocess.run([python, "-c", "import sys; print(hasattr(sys, 'activate_stack_trampoline'))"],
+                           capture_output=True, text=True)
+    if probe.stdout.strip() == "True":
+        modes.append("xperf")
+    for mode in modes:
         totals = {}
         for n in (20, 24):
             proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python,
@@ -348,7 +353,9 @@ def main():
             base = per_call["untraced"]
             print(f"instructions per fib call: untraced {base:.0f}, floor {per_call['floor']:.0f} "
                   f"({per_call['floor'] / base:.3f}), ours {per_call['ours']:.0f} ({per_call['ours'] / base:.3f}); "
-                  f"ours - floor = {per_call['ours'] - per_call['floor']:.1f}")
+                  f"ours - floor = {per_call['ours'] - per_call['floor']:.1f}"
+                  + (f"; -X perf {per_call['xperf']:.0f} (ours/-X perf {per_call['ours'] / per_call['xperf']:.3f})"
+                     if "xperf" in per_call else ""))
     return 0
 
 
