@@ -20,6 +20,13 @@ import etwtrace
 from etwtrace._reader import TraceFile
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "instrumented"
+# Upstream's scenarios (basic, by_arg, threaded) are shared by every mode's tests.
+UPSTREAM_SCRIPTS = SCRIPTS.parent
+
+
+def script_path(name):
+    own = SCRIPTS / name
+    return own if own.exists() else UPSTREAM_SCRIPTS / name
 PUSH, POP = "PythonFunctionPush", "PythonFunctionPop"
 
 
@@ -29,7 +36,7 @@ def run(tmp_path, script, *args, check=True, env=None):
     full_env = dict(os.environ, ETWTRACE_TRACE_DIR=str(trace_dir))
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "etwtrace", "--instrument", "--", str(SCRIPTS / script), *args],
+        [sys.executable, "-m", "etwtrace", "--instrument", "--", str(script_path(script)), *args],
         cwd=tmp_path,
         env=full_env,
         capture_output=True,
@@ -99,12 +106,12 @@ class Analysis:
 def analyse(tmp_path, script, *args):
     _, files = run(tmp_path, script, *args)
     assert len(files) == 1, files
-    return Analysis(files[0], str(SCRIPTS / script))
+    return Analysis(files[0], str(script_path(script)))
 
 
 def test_basic(tmp_path):
     a = analyse(tmp_path, "basic.py")
-    names = {f["Name"] for f in a.functions.values() if f["SourceFile"] == str(SCRIPTS / "basic.py")}
+    names = {f["Name"] for f in a.functions.values() if f["SourceFile"] == str(UPSTREAM_SCRIPTS / "basic.py")}
     assert names == {"<module>", "a", "b"}
     assert [s for _, s in a.stacks_at_marks()] == [["b", "a", "<module>"]]
     assert a.info["complete"] and a.info["clock"] == "CLOCK_MONOTONIC" and a.info["pid"] > 0
@@ -128,8 +135,8 @@ def test_by_arg(tmp_path, args, expected):
 
 def test_caller_line(tmp_path):
     a = analyse(tmp_path, "by_arg.py", "a", "b", "c")
-    script = str(SCRIPTS / "by_arg.py")
-    lines = SCRIPTS.joinpath("by_arg.py").read_text().splitlines()
+    script = str(UPSTREAM_SCRIPTS / "by_arg.py")
+    lines = UPSTREAM_SCRIPTS.joinpath("by_arg.py").read_text().splitlines()
     seen = {}
     for e in a.events:
         if e.name == PUSH and a.in_source(e["FunctionID"], script) and a.in_source(e["Caller"], script):

@@ -20,6 +20,13 @@ import pytest
 import etwtrace
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "capture"
+# Upstream's scenarios (basic, by_arg, threaded) are shared by every mode's tests.
+UPSTREAM_SCRIPTS = SCRIPTS.parent
+
+
+def script_path(name):
+    own = SCRIPTS / name
+    return own if own.exists() else UPSTREAM_SCRIPTS / name
 PROFILES = SCRIPTS / "test-profiles.ini"
 DEMO = Path(__file__).resolve().parent.parent.parent / "scripts" / "demo.py"
 
@@ -52,7 +59,7 @@ def capture(tmp_path, script, *args, mode=None, name="run.etwtrace", profile="Qu
         cmd += ["--profile-file", str(profile_file)]
     if profile is not None:
         cmd += ["--capture-profile", profile]
-    cmd += ["--", str(SCRIPTS / script), *args]
+    cmd += ["--", str(script_path(script)), *args]
     proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, **(env or {})))
     if check and proc.returncode != 0:
@@ -108,7 +115,7 @@ def find_instrumented_test_stacks(events, source_file):
 def test_basic_function_events(tmp_path):
     proc, path = capture(tmp_path, "basic.py")
     events = list(etwtrace.read(path))
-    assert {f["Name"] for f in functions_of(events, SCRIPTS / "basic.py")} == {"<module>", "a", "b"}
+    assert {f["Name"] for f in functions_of(events, UPSTREAM_SCRIPTS / "basic.py")} == {"<module>", "a", "b"}
     assert "capture saved to" in proc.stderr and "python -m etwtrace dump" in proc.stderr
 
 
@@ -119,7 +126,7 @@ def test_stack_sample_addresses_inside_function_ranges(tmp_path):
     for e in events:
         if e.name == "PythonStackSample":
             addresses.update(e.stack)
-    funcs = {f["Name"]: f for f in functions_of(events, SCRIPTS / "basic.py")}
+    funcs = {f["Name"]: f for f in functions_of(events, UPSTREAM_SCRIPTS / "basic.py")}
     assert addresses and set(funcs) == {"<module>", "a", "b"}
     for name, f in funcs.items():
         assert any(f["BeginAddress"] <= ip <= f["EndAddress"] for ip in addresses), name
@@ -138,7 +145,7 @@ def test_stack_sample_addresses_inside_function_ranges(tmp_path):
 ])
 def test_by_arg(tmp_path, args, expected):
     _, path = capture(tmp_path, "by_arg.py", *args)
-    assert list(find_test_stacks(etwtrace.read(path), SCRIPTS / "by_arg.py")) == expected
+    assert list(find_test_stacks(etwtrace.read(path), UPSTREAM_SCRIPTS / "by_arg.py")) == expected
 
 
 def test_threaded(tmp_path):
@@ -148,7 +155,7 @@ def test_threaded(tmp_path):
     for attempt in range(2):
         _, path = capture(tmp_path, "threaded.py", name=f"run{attempt}.etwtrace")
         events = list(etwtrace.read(path))
-        samples = list(find_test_stacks(events, SCRIPTS / "threaded.py"))
+        samples = list(find_test_stacks(events, UPSTREAM_SCRIPTS / "threaded.py"))
         if set(map(tuple, samples)) == expected:
             break
     assert set(map(tuple, samples)) == expected
@@ -165,7 +172,7 @@ def test_instrumented_by_arg(tmp_path):
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["mode"] == "instrumented" and manifest["traces"]
     events = list(etwtrace.read(path))
-    assert list(find_instrumented_test_stacks(events, SCRIPTS / "by_arg.py")) == [
+    assert list(find_instrumented_test_stacks(events, UPSTREAM_SCRIPTS / "by_arg.py")) == [
         ["a", "<module>"], ["b", "a", "<module>"], ["c", "b", "a", "<module>"]]
     # perf's samples are merged in, in time order.
     assert any(e.name == "SampledProfile" for e in events)
@@ -189,7 +196,7 @@ def test_instrumented_samples_carry_the_python_stack(tmp_path):
 
 def test_instrumented_threaded(tmp_path):
     _, path = capture(tmp_path, "threaded.py", mode="--instrumented")
-    samples = list(find_instrumented_test_stacks(etwtrace.read(path), SCRIPTS / "threaded.py"))
+    samples = list(find_instrumented_test_stacks(etwtrace.read(path), UPSTREAM_SCRIPTS / "threaded.py"))
     assert set(map(tuple, samples)) == {("a",), ("b", "a"), ("c", "b", "a")}
 
 
@@ -199,7 +206,7 @@ def test_instrumented_without_perf_keeps_the_trace_file(tmp_path):
                          env={"ETWTRACE_PERF": str(tmp_path / "no-such-perf")})
     assert proc.stderr.count("warning") == 1 and "perf is not installed" in proc.stderr
     events = list(etwtrace.read(path))
-    assert list(find_instrumented_test_stacks(events, SCRIPTS / "by_arg.py")) == [
+    assert list(find_instrumented_test_stacks(events, UPSTREAM_SCRIPTS / "by_arg.py")) == [
         ["a", "<module>"], ["b", "a", "<module>"]]
     assert not (path / "perf.data").exists()
     del marker
@@ -241,7 +248,7 @@ def test_minimal_profile_has_no_samples(tmp_path):
     _, path = capture(tmp_path, "basic.py", profile="Minimal", profile_file=None)
     events = list(etwtrace.read(path))
     assert not [e for e in events if e.name in ("SampledProfile", "CSwitch")]
-    assert list(find_test_stacks(events, SCRIPTS / "basic.py")) == [["b", "a", "<module>"]]
+    assert list(find_test_stacks(events, UPSTREAM_SCRIPTS / "basic.py")) == [["b", "a", "<module>"]]
 
 
 def test_moved_capture_still_resolves_python_names(tmp_path):
@@ -252,7 +259,7 @@ def test_moved_capture_still_resolves_python_names(tmp_path):
     shutil.move(str(path), str(moved))
     assert not path.exists()
     events = list(etwtrace.read(moved))
-    assert list(find_test_stacks(events, SCRIPTS / "by_arg.py")) == [["a", "<module>"], ["b", "a", "<module>"]]
+    assert list(find_test_stacks(events, UPSTREAM_SCRIPTS / "by_arg.py")) == [["a", "<module>"], ["b", "a", "<module>"]]
     sample = [e for e in events if e.name == "PythonStackSample"][-1]
     symbols = [fr.symbol for fr in sample.stack if fr.is_python][:3]
     assert [s.split(":")[2] for s in symbols] == ["b", "a", "<module>"]  # py::<name>:<file>
@@ -334,7 +341,7 @@ def test_ctrl_c_leaves_a_readable_capture(tmp_path):
 def test_existing_capture_is_replaced(tmp_path):
     _, path = capture(tmp_path, "by_arg.py", "a", "b")
     _, path = capture(tmp_path, "by_arg.py", "a")
-    assert list(find_test_stacks(etwtrace.read(path), SCRIPTS / "by_arg.py")) == [["a", "<module>"]]
+    assert list(find_test_stacks(etwtrace.read(path), UPSTREAM_SCRIPTS / "by_arg.py")) == [["a", "<module>"]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +402,7 @@ def test_without_tracefs_records_without_probes(tmp_path):
     assert len(warnings) == 1 and "tracefs is not available" in warnings[0]
     events = list(etwtrace.read(path))
     # Without probes the function events come from the jitdump, and samples still name them.
-    assert {f["Name"] for f in functions_of(events, SCRIPTS / "basic.py")} == {"<module>", "a", "b"}
+    assert {f["Name"] for f in functions_of(events, UPSTREAM_SCRIPTS / "basic.py")} == {"<module>", "a", "b"}
     assert not [e for e in events if e.name == "PythonStackSample"]
 
 
@@ -432,7 +439,7 @@ def test_unknown_profile_name(tmp_path):
 
 def test_capture_profile_needs_capture(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "etwtrace", "--capture-profile", "Minimal", "--",
-                           str(SCRIPTS / "basic.py")], capture_output=True, text=True, timeout=60)
+                           str(UPSTREAM_SCRIPTS / "basic.py")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "add --capture PATH" in proc.stderr
 
 

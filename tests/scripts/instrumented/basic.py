@@ -1,9 +1,0 @@
-import etwtrace
-
-def a():
-    b()
-
-def b():
-    etwtrace._mark_stack("Test")
-
-a()
