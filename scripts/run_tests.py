@@ -152,6 +152,9 @@ def main():
     parser.add_argument("--no-asan", action="store_true", help="skip the sanitizer runs")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. a test path)")
     opts = parser.parse_args()
+    # pytest runs from the work directory: make the caller's relative test paths absolute.
+    opts.pytest_args = [str(Path(a).resolve()) if Path(a.split("::")[0]).exists() and "::" not in a
+                        else a for a in opts.pytest_args]
 
     WORK.mkdir(parents=True, exist_ok=True)
     totals = Totals()
