@@ -66,7 +66,7 @@ public:
         header.pid = pid_;
         header.timestamp = monotonic_ns();
         header.flags = 0;
-        if (!write_all(reinterpret_cast<const uint8_t*>(&header), sizeof(header))) {
+        if (!write_all(fd_, &header, sizeof(header))) {
             *error = "cannot write " + path_ + ": " + std::strerror(errno);
             close();
             return false;
@@ -139,7 +139,7 @@ public:
             buffer_.insert(buffer_.end(), code, code + symbol.size);
             set_size(buffer_, start);
         }
-        return write_all(buffer_.data(), buffer_.size());
+        return write_all(fd_, buffer_.data(), buffer_.size());
     }
 
     void close() override {
@@ -156,21 +156,6 @@ public:
     const std::string& path() const override { return path_; }
 
 private:
-    bool write_all(const uint8_t* data, size_t size) {
-        while (size > 0) {
-            ssize_t n = ::write(fd_, data, size);
-            if (n < 0) {
-                if (errno == EINTR) {
-                    continue;
-                }
-                return false;
-            }
-            data += n;
-            size -= static_cast<size_t>(n);
-        }
-        return true;
-    }
-
     std::string directory_;
     CodeUnwind unwind_;
     std::string path_;

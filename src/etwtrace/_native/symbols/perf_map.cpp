@@ -17,21 +17,6 @@ namespace etwtrace::symbols {
 
 namespace {
 
-bool write_all(int fd, const char* data, size_t size) {
-    while (size > 0) {
-        ssize_t n = ::write(fd, data, size);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        data += n;
-        size -= static_cast<size_t>(n);
-    }
-    return true;
-}
-
 class PerfMapWriter final : public SymbolWriter {
 public:
     explicit PerfMapWriter(std::string directory) : directory_(std::move(directory)) {}

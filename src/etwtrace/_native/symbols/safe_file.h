@@ -6,6 +6,7 @@
 // single-link file owned by us.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace etwtrace::symbols {
@@ -21,6 +22,9 @@ enum class OpenMode {
 
 // Returns an O_CLOEXEC file descriptor, or -1 with `error` describing what went wrong.
 int open_private_file(const std::string& path, OpenMode mode, std::string* error);
+
+// Writes all of `size` bytes, retrying short writes and EINTR; false on any other error.
+bool write_all(int fd, const void* data, size_t size);
 
 // Directory for jitdump files: $JITDUMPDIR if set and non-empty, else /tmp.
 std::string jitdump_directory();
