@@ -110,34 +110,22 @@ public:
 
     void push(uint32_t function_id, uint32_t caller_id, uint32_t caller_offset) {
         uint64_t now = ticks();
-        if (__builtin_expect(static_cast<size_t>(end_ - cur_) < format::kMaxPushSize ||
-                                 now - chunk_ticks_ > flush_ticks_,
-                             0)) {
-            refill(now);
-        }
-        uint8_t* p = cur_;
+        uint8_t* p = begin_event(now);
         *p++ = static_cast<uint8_t>(format::EventTag::Push);
         p = format::put_varint(p, delta(now));
         p = format::put_varint(p, function_id);
         p = format::put_varint(p, caller_id);
         p = format::put_varint(p, caller_offset);
-        cur_ = p;
-        ++events_;
+        commit(p);
     }
 
     void pop(uint32_t function_id) {
         uint64_t now = ticks();
-        if (__builtin_expect(static_cast<size_t>(end_ - cur_) < format::kMaxPushSize ||
-                                 now - chunk_ticks_ > flush_ticks_,
-                             0)) {
-            refill(now);
-        }
-        uint8_t* p = cur_;
+        uint8_t* p = begin_event(now);
         *p++ = static_cast<uint8_t>(format::EventTag::Pop);
         p = format::put_varint(p, delta(now));
         p = format::put_varint(p, function_id);
-        cur_ = p;
-        ++events_;
+        commit(p);
     }
 
     struct LineRun {
@@ -164,6 +152,15 @@ private:
         return d;
     }
     void refill(uint64_t now);
+    // Where the next push/pop goes: room for the largest one, and the chunk is not overdue.
+    __attribute__((always_inline)) uint8_t* begin_event(uint64_t now) {
+        if (__builtin_expect(static_cast<size_t>(end_ - cur_) < format::kMaxPushSize ||
+                                 now - chunk_ticks_ > flush_ticks_,
+                             0)) {
+            refill(now);
+        }
+        return cur_;
+    }
     uint8_t* reserve(size_t size);
     void commit(uint8_t* p) {
         cur_ = p;
