@@ -255,8 +255,12 @@ def test_refuses_to_install_over_another_eval_frame_hook():
 if sys.version_info >= (3, 12):  # -X perf exists from 3.12 on (defined, not skipped, so CI counts it)
 
     def test_refuses_to_install_over_x_perf():
-        run = subprocess.run([sys.executable, "-X", "perf", "-m", "etwtrace", "--stack", "--",
-                              str(SCRIPTS / "no_events.py")], capture_output=True, text=True)
+        proc = subprocess.Popen([sys.executable, "-X", "perf", "-m", "etwtrace", "--stack", "--",
+                                 str(SCRIPTS / "no_events.py")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        stdout, stderr = proc.communicate(timeout=60)
+        perfutil.remove_symbol_files(proc.pid)  # -X perf's own /tmp/perf-<pid>.map
+        run = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         assert run.returncode != 0
         assert "another frame-evaluation hook" in run.stderr
         assert "python -X perf" in run.stderr
