@@ -82,6 +82,8 @@ class Analysis:
                 rebuilt = [self.name(i) for i in reversed(self.stacks.get(e.thread_id, [])) if self.in_source(i, source)]
                 from_event = [f.name for f in e.stack if source is None or f.source_file == source]
                 self.samples.append((e["Mark"], e.thread_id, rebuilt, from_event))
+        open_frames = {tid: [self.name(i) for i in stack] for tid, stack in self.stacks.items() if stack}
+        assert not open_frames, f"every push needs its pop by the end of the trace: {open_frames}"
         assert self.info["unmatched_pops"] == 0
         assert self.info["lost_events"] == 0
         assert self.info["sequence_gaps"] == 0
@@ -362,3 +364,17 @@ def test_truncated_file_reads_to_last_record(tmp_path):
     info = TraceFile(cut).info
     assert info["truncated"] and not info["complete"]
     assert 0 < len(list(etwtrace.read(cut))) < full
+
+
+def test_frames_open_at_disable_are_closed(tmp_path):
+    """disable() inside traced functions, with another thread mid-call: each thread's pushes
+    still balance, the pops coming at disable() (API use, no launcher)."""
+    trace = tmp_path / "api.etwtrace"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "open_at_disable.py"), str(trace)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "done\n"
+    analysis = Analysis(trace, str(SCRIPTS / "open_at_disable.py"))  # asserts the balance
+    assert analysis.pushes["spin.<locals>.inner"] == analysis.pops["spin.<locals>.inner"] == 1
+    assert analysis.pushes["main"] == analysis.pops["main"] == 1
+    assert dict(analysis.stacks_at_marks()) == {"inside": ["main", "<module>"]}

@@ -99,6 +99,8 @@ inline ThreadState* current() {
     return attach_thread();
 }
 
+void close_open_frames(ThreadState* ts);
+
 // Runs at thread exit (after the thread's Python state is gone, without the GIL).
 struct ThreadExitGuard {
     bool armed = false;
@@ -112,6 +114,7 @@ struct ThreadExitGuard {
         }
         ThreadState* ts = t_slot.state;
         t_slot.state = nullptr;
+        close_open_frames(ts);
         ts->buffer.thread(false);
         probes::thread(ts->tid, 0);
         ts->buffer.detach();
@@ -239,6 +242,14 @@ inline void pop(ThreadState* ts) {
     ts->stack.pop_back();
     ts->buffer.pop(id);
     probes::function_pop(id);
+}
+
+// Tracing stops (disable(), exit) or the thread ends with frames still open: pop them,
+// innermost first, so every thread's pushes and pops balance and a reader's stack empties.
+void close_open_frames(ThreadState* ts) {
+    while (!ts->stack.empty()) {
+        pop(ts);
+    }
 }
 
 void finish_trace();  // disable + close: used before os._exit
@@ -678,6 +689,7 @@ void detach_all_threads() {
     std::lock_guard<std::mutex> lock(*g_threads_mu);
     ++g_epoch;  // under the lock: an exiting thread's guard must not see its deleted state
     for (ThreadState* ts : g_threads) {
+        close_open_frames(ts);
         ts->buffer.thread(false);
         probes::thread(ts->tid, 0);
         ts->buffer.detach();
