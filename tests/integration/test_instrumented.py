@@ -378,3 +378,17 @@ def test_frames_open_at_disable_are_closed(tmp_path):
     assert analysis.pushes["spin.<locals>.inner"] == analysis.pops["spin.<locals>.inner"] == 1
     assert analysis.pushes["main"] == analysis.pops["main"] == 1
     assert dict(analysis.stacks_at_marks()) == {"inside": ["main", "<module>"]}
+
+
+def test_threads_started_with_raw_thread_module(tmp_path):
+    proc, files = run(tmp_path, "raw_thread.py")
+    plain = subprocess.run([sys.executable, "-W", "ignore::RuntimeWarning", str(script_path("raw_thread.py"))],
+                           capture_output=True, text=True, timeout=60)
+    assert proc.stdout == plain.stdout == "[1, 2]\n"
+    # _thread's own report of the failing thread, the same traced and untraced
+    assert "ValueError: worker 2 failed" in plain.stderr
+    assert proc.stderr.count("in thread started by") == 1
+    assert [line for line in proc.stderr.splitlines() if "0x" not in line] == \
+        [line for line in plain.stderr.splitlines() if "0x" not in line]
+    analysis = Analysis(files[0], str(script_path("raw_thread.py")))
+    assert sorted(analysis.stacks_at_marks()) == [("raw1", ["leaf", "worker"]), ("raw2", ["leaf", "worker"])]

@@ -165,6 +165,21 @@ inline PyObject* code_bytes(PyCodeObject* code) {
 
 inline bool has_sys_monitoring() { return PY_VERSION_HEX >= 0x030C0000; }
 
+// What _thread's thread bootstrap does with an exception escaping a thread's function
+// (3.9-3.11, the versions that need our _thread.start_new_thread wrapper): SystemExit is
+// silent, anything else goes to sys.unraisablehook as "in thread started by <function>".
+inline void report_thread_exception([[maybe_unused]] PyObject* function) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        PyErr_Clear();
+    } else {
+        _PyErr_WriteUnraisableMsg("in thread started by", function);
+    }
+#else
+    PyErr_Clear();
+#endif
+}
+
 // Line tables: code.co_lines() from 3.10; before that the co_lnotab bytes (borrowed).
 inline bool code_has_co_lines() { return PY_VERSION_HEX >= 0x030A0000; }
 inline PyObject* code_lnotab([[maybe_unused]] PyCodeObject* code) {

@@ -418,6 +418,83 @@ PyObject* thread_bootstrap(PyObject*, PyObject*) {
 }
 PyMethodDef thread_bootstrap_def = {"_etwtrace_thread_bootstrap", thread_bootstrap, METH_VARARGS, nullptr};
 
+// Threads started with _thread.start_new_thread (not threading) never run threading's
+// profile bootstrap, so while tracing the module attribute is a wrapper that starts the thread
+// in thread_entry, which sets the profile function first. thread_entry reports an escaping
+// exception exactly as _thread would have for the user's function.
+PyObject* g_original_start_new_thread = nullptr;
+
+// self: (function, args, kwargs or None)
+PyObject* thread_entry(PyObject* packed, PyObject*) {
+    if (g_enabled && !g_use_monitoring) {
+        compat::set_thread_profile(PyThreadState_Get(), profile_hook, nullptr);
+    }
+    PyObject* function = PyTuple_GET_ITEM(packed, 0);
+    PyObject* kwargs = PyTuple_GET_ITEM(packed, 2);
+    PyObject* result = PyObject_Call(function, PyTuple_GET_ITEM(packed, 1), kwargs == Py_None ? nullptr : kwargs);
+    if (!result) {
+        compat::report_thread_exception(function);
+    }
+    Py_XDECREF(result);
+    Py_RETURN_NONE;
+}
+PyMethodDef thread_entry_def = {"_etwtrace_thread_entry", thread_entry, METH_NOARGS, nullptr};
+
+PyObject* start_new_thread(PyObject*, PyObject* args) {
+    PyObject* original = g_original_start_new_thread;
+    PyObject *function = nullptr, *fargs = nullptr, *kwargs = nullptr;
+    if (!original) {
+        PyErr_SetString(PyExc_RuntimeError, "etwtrace: _thread.start_new_thread is not available");
+        return nullptr;
+    }
+    if (!PyArg_UnpackTuple(args, "start_new_thread", 2, 3, &function, &fargs, &kwargs) ||
+        !PyCallable_Check(function) || !PyTuple_Check(fargs) || (kwargs && !PyDict_Check(kwargs))) {
+        PyErr_Clear();
+        return PyObject_Call(original, args, nullptr);  // its own error messages
+    }
+    PyObject* packed = PyTuple_Pack(3, function, fargs, kwargs ? kwargs : Py_None);
+    PyObject* entry = packed ? PyCFunction_New(&thread_entry_def, packed) : nullptr;
+    PyObject* result = entry ? PyObject_CallFunction(original, "O()", entry) : nullptr;
+    Py_XDECREF(entry);
+    Py_XDECREF(packed);
+    return result;
+}
+PyMethodDef start_new_thread_def = {"start_new_thread", start_new_thread, METH_VARARGS,
+                                    "start_new_thread(function, args[, kwargs]) (etwtrace: traced)"};
+
+// Swaps _thread.start_new_thread (and its alias start_new) for the wrapper, or back.
+void hook_start_new_thread(bool install) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject* module = PyImport_ImportModule("_thread");
+    if (module && install && !g_original_start_new_thread) {
+        g_original_start_new_thread = PyObject_GetAttrString(module, "start_new_thread");
+        PyObject* wrapper = g_original_start_new_thread ? PyCFunction_New(&start_new_thread_def, nullptr) : nullptr;
+        for (const char* name : {"start_new_thread", "start_new"}) {
+            PyObject* current = wrapper ? PyObject_GetAttrString(module, name) : nullptr;
+            if (current == g_original_start_new_thread) {
+                PyObject_SetAttrString(module, name, wrapper);
+            }
+            Py_XDECREF(current);
+        }
+        Py_XDECREF(wrapper);
+    } else if (module && !install && g_original_start_new_thread) {
+        for (const char* name : {"start_new_thread", "start_new"}) {
+            PyObject* current = PyObject_GetAttrString(module, name);
+            if (current && PyCFunction_Check(current) &&
+                reinterpret_cast<PyCFunctionObject*>(current)->m_ml == &start_new_thread_def) {
+                PyObject_SetAttrString(module, name, g_original_start_new_thread);
+            }
+            Py_XDECREF(current);
+        }
+        // The wrapper may still be held by the program; it keeps working (untraced) through
+        // the original, which therefore stays referenced.
+    }
+    Py_XDECREF(module);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
 // ---- sys.monitoring callbacks (3.12+) --------------------------------------------------------
 
 inline PyObject* none() { Py_RETURN_NONE; }
@@ -711,6 +788,7 @@ bool remove_hooks() {
         g_tool_id = -1;
         return true;
     }
+    hook_start_new_thread(false);
     PyInterpreterState* interp = PyThreadState_Get()->interp;
     for (PyThreadState* t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) {
         compat::set_thread_profile(t, nullptr, nullptr);
@@ -867,6 +945,7 @@ bool install_hooks() {
     if (!r) {
         return false;
     }
+    hook_start_new_thread(true);
     PyThreadState* self = PyThreadState_Get();
     for (PyThreadState* t = PyInterpreterState_ThreadHead(self->interp); t; t = PyThreadState_Next(t)) {
         if (compat::set_thread_profile(t, profile_hook, nullptr) < 0) {
