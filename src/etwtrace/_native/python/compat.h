@@ -118,7 +118,7 @@ inline PyFrameObject* thread_frame(PyThreadState* tstate) {
     return PyThreadState_GetFrame(tstate);  // new reference (3.9+)
 }
 
-// ---- instrumented mode (instrument_mode.cpp) ------------------------------------------------
+// ---- instrumented mode (instrument_*.cpp) ---------------------------------------------------
 
 // The code object of a frame object, borrowed (the frame keeps it alive).
 inline PyCodeObject* frame_object_code(PyFrameObject* frame) {

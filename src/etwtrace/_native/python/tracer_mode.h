@@ -1,7 +1,8 @@
 // tracer_mode.h - the interface bindings.cpp drives; one implementation per tracing mode.
 //
 //   stack_mode.cpp       stack sampling: PEP 523 hook -> per-function thunks -> perf map/jitdump
-//   instrument_mode.cpp  instrumentation: call/return hooks -> trace file (+ USDT probes)
+//   instrument_mode.cpp  instrumentation: call/return hooks -> trace file (+ USDT probes);
+//                        the hooks and shared state in instrument_*.cpp, instrument_state.h
 #pragma once
 
 #include <string_view>

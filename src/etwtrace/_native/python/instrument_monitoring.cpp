@@ -1,0 +1,241 @@
+// instrument_monitoring.cpp - instrumented mode on CPython 3.12+: sys.monitoring (PEP 669)
+// with C-implemented callbacks for PY_START/RESUME/THROW, PY_RETURN/YIELD/UNWIND, CALL and
+// C_RETURN/C_RAISE, registered under one tool id for all threads.
+#include <iterator>
+
+#include "python/instrument_state.h"
+
+namespace etwtrace::py::instrument {
+namespace {
+
+int g_tool_id = -1;
+PyObject* g_disable = nullptr;  // sys.monitoring.DISABLE
+
+// ---- sys.monitoring callbacks (3.12+) --------------------------------------------------------
+
+inline PyObject* none() { Py_RETURN_NONE; }
+
+inline PyObject* disable_result() {
+    Py_INCREF(g_disable);
+    return g_disable;
+}
+
+inline uint32_t monitoring_caller_offset(const ThreadState* ts) {
+    return ts->stack.empty() ? 0 : ts->stack.back().call_offset;
+}
+
+// PY_START, PY_RESUME, PY_THROW (code, offset[, exception])
+PyObject* mon_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    ThreadState* ts = current();
+    if (!ts || nargs < 1) {
+        return none();
+    }
+    auto* code = reinterpret_cast<PyCodeObject*>(args[0]);
+    FunctionRecord* record = registry().lookup(code);
+    if (!record) {
+        return nargs == 2 ? disable_result() : none();  // PY_THROW (3 args) cannot be disabled
+    }
+    if (__builtin_expect(!ts->pending.empty(), 0)) {
+        flush_pending(ts, code, record);
+    }
+    uint32_t caller = ts->stack.empty() ? 0 : ts->stack.back().id;
+    push(ts, record, code, nullptr, false, caller, monitoring_caller_offset(ts));
+    return none();
+}
+
+// PY_RETURN, PY_YIELD (code, offset, value): disableable for code we do not trace.
+PyObject* mon_leave(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    ThreadState* ts = current();
+    if (!ts || nargs < 1) {
+        return none();
+    }
+    if (!ts->stack.empty() && ts->stack.back().key == args[0]) {
+        pop(ts);
+        return none();
+    }
+    return registry().lookup(reinterpret_cast<PyCodeObject*>(args[0])) ? none() : disable_result();
+}
+
+// PY_UNWIND (code, offset, exception)
+PyObject* mon_unwind(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    ThreadState* ts = current();
+    if (ts && nargs >= 1 && !ts->stack.empty() && ts->stack.back().key == args[0]) {
+        pop(ts);
+    }
+    return none();
+}
+
+// CALL (code, offset, callable, arg0)
+PyObject* mon_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    ThreadState* ts = current();
+    if (!ts || nargs < 4) {
+        return none();
+    }
+    if (!ts->stack.empty()) {
+        Entry& top = ts->stack.back();
+        if (top.key == args[0]) {
+            top.call_offset = static_cast<uint32_t>(PyLong_AsUnsignedLong(args[1]));
+        }
+    }
+    const void* key = cfunction_key(args[2]);
+    if (key) {
+        push_c(ts, args[2], args[3], key, monitoring_caller_offset(ts));
+    }
+    return none();
+}
+
+// C_RETURN, C_RAISE (code, offset, callable, arg0)
+PyObject* mon_c_leave(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    ThreadState* ts = current();
+    if (ts && nargs >= 3) {
+        const void* key = cfunction_key(args[2]);
+        if (key) {
+            pop_c(ts, key);
+        }
+    }
+    return none();
+}
+
+#define ETWTRACE_FASTCALL(fn) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn))
+PyMethodDef mon_enter_def = {"py_start", ETWTRACE_FASTCALL(mon_enter), METH_FASTCALL, nullptr};
+PyMethodDef mon_leave_def = {"py_return", ETWTRACE_FASTCALL(mon_leave), METH_FASTCALL, nullptr};
+PyMethodDef mon_unwind_def = {"py_unwind", ETWTRACE_FASTCALL(mon_unwind), METH_FASTCALL, nullptr};
+PyMethodDef mon_call_def = {"call", ETWTRACE_FASTCALL(mon_call), METH_FASTCALL, nullptr};
+PyMethodDef mon_c_leave_def = {"c_return", ETWTRACE_FASTCALL(mon_c_leave), METH_FASTCALL, nullptr};
+
+struct MonitoringBinding {
+    const char* event;
+    PyMethodDef* def;
+};
+const MonitoringBinding kMonitoringBindings[] = {
+    {"PY_START", &mon_enter_def},   {"PY_RESUME", &mon_enter_def}, {"PY_THROW", &mon_enter_def},
+    {"PY_RETURN", &mon_leave_def},  {"PY_YIELD", &mon_leave_def},  {"PY_UNWIND", &mon_unwind_def},
+    {"CALL", &mon_call_def},        {"C_RETURN", &mon_c_leave_def}, {"C_RAISE", &mon_c_leave_def},
+};
+
+PyObject* monitoring_module() {
+    PyObject* sys = PyImport_ImportModule("sys");
+    if (!sys) {
+        return nullptr;
+    }
+    PyObject* monitoring = PyObject_GetAttrString(sys, "monitoring");
+    Py_DECREF(sys);
+    return monitoring;
+}
+
+// Claims a sys.monitoring tool id (PROFILER_ID if free) under `name`; returns -1 with an
+// exception set when all are taken.
+int claim_tool_id(PyObject* monitoring, const char* name) {
+    for (int id : {2, 3, 4}) {
+        PyObject* current_name = PyObject_CallMethod(monitoring, "get_tool", "i", id);
+        if (!current_name) {
+            return -1;
+        }
+        bool free = current_name == Py_None;
+        Py_DECREF(current_name);
+        if (free) {
+            PyObject* r = PyObject_CallMethod(monitoring, "use_tool_id", "is", id, name);
+            if (!r) {
+                return -1;
+            }
+            Py_DECREF(r);
+            return id;
+        }
+    }
+    PyErr_SetString(PyExc_RuntimeError, "etwtrace: no free sys.monitoring tool id (2-4 are all in use)");
+    return -1;
+}
+
+// Registers `bindings` (callable per event) under tool `id` and enables those events.
+bool install_monitoring(PyObject* monitoring, int id, const MonitoringBinding* bindings, size_t count) {
+    PyObject* events = PyObject_GetAttrString(monitoring, "events");
+    if (!events) {
+        return false;
+    }
+    long mask = 0;
+    bool ok = true;
+    for (size_t i = 0; ok && i < count; ++i) {
+        PyObject* bit = PyObject_GetAttrString(events, bindings[i].event);
+        PyObject* callback = bit ? PyCFunction_New(bindings[i].def, nullptr) : nullptr;
+        PyObject* r = callback ? PyObject_CallMethod(monitoring, "register_callback", "iOO", id, bit, callback) : nullptr;
+        ok = r != nullptr;
+        if (ok) {
+            mask |= PyLong_AsLong(bit);
+        }
+        Py_XDECREF(r);
+        Py_XDECREF(callback);
+        Py_XDECREF(bit);
+    }
+    Py_DECREF(events);
+    if (!ok) {
+        return false;
+    }
+    PyObject* r = PyObject_CallMethod(monitoring, "set_events", "il", id, mask);
+    Py_XDECREF(r);
+    if (!r) {
+        return false;
+    }
+    // Code we returned DISABLE for under an earlier filter generation must report again.
+    r = PyObject_CallMethod(monitoring, "restart_events", nullptr);
+    Py_XDECREF(r);
+    return r != nullptr;
+}
+
+void uninstall_monitoring(PyObject* monitoring, int id, const MonitoringBinding* bindings, size_t count) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject* r = PyObject_CallMethod(monitoring, "set_events", "ii", id, 0);
+    Py_XDECREF(r);
+    PyObject* events = PyObject_GetAttrString(monitoring, "events");
+    for (size_t i = 0; events && i < count; ++i) {
+        PyObject* bit = PyObject_GetAttrString(events, bindings[i].event);
+        if (bit) {
+            r = PyObject_CallMethod(monitoring, "register_callback", "iOO", id, bit, Py_None);
+            Py_XDECREF(r);
+            Py_DECREF(bit);
+        }
+    }
+    Py_XDECREF(events);
+    r = PyObject_CallMethod(monitoring, "free_tool_id", "i", id);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+}  // namespace
+
+bool install_monitoring_hooks() {
+    PyObject* monitoring = monitoring_module();
+    if (!monitoring) {
+        return false;
+    }
+    if (!g_disable) {
+        g_disable = PyObject_GetAttrString(monitoring, "DISABLE");
+    }
+    int id = g_disable ? claim_tool_id(monitoring, "etwtrace") : -1;
+    bool ok = id >= 0 && install_monitoring(monitoring, id, kMonitoringBindings, std::size(kMonitoringBindings));
+    if (!ok && id >= 0) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject* r = PyObject_CallMethod(monitoring, "free_tool_id", "i", id);
+        Py_XDECREF(r);
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+    Py_DECREF(monitoring);
+    g_tool_id = ok ? id : -1;
+    return ok;
+}
+
+void remove_monitoring_hooks() {
+    PyObject* monitoring = monitoring_module();
+    if (monitoring) {
+        uninstall_monitoring(monitoring, g_tool_id, kMonitoringBindings, std::size(kMonitoringBindings));
+        Py_DECREF(monitoring);
+    } else {
+        PyErr_Clear();
+    }
+    g_tool_id = -1;
+}
+
+}  // namespace etwtrace::py::instrument

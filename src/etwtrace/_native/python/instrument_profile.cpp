@@ -1,0 +1,193 @@
+// instrument_profile.cpp - instrumented mode on CPython 3.9 - 3.11: a C profile function
+// (PyEval_SetProfile) on every thread. Threads running at enable() are hooked through the
+// interpreter's thread list; new ones through threading's bootstrap (threading.setprofile)
+// or, for _thread.start_new_thread, a wrapper that sets the profile function first.
+#include "python/instrument_state.h"
+
+namespace etwtrace::py::instrument {
+namespace {
+
+// ---- profile hook (3.9 - 3.11) ---------------------------------------------------------------
+
+inline uint32_t profile_caller_offset(const ThreadState* ts) {
+    if (ts->stack.empty()) {
+        return 0;
+    }
+    const Entry& top = ts->stack.back();
+    if (top.is_c || !top.frame) {
+        return top.call_offset;
+    }
+    int lasti = compat::frame_object_lasti_bytes(top.frame);
+    return lasti > 0 ? static_cast<uint32_t>(lasti) : 0;
+}
+
+int profile_hook(PyObject*, PyFrameObject* frame, int what, PyObject* arg) {
+    ThreadState* ts = current();
+    if (!ts) {
+        return 0;
+    }
+    switch (what) {
+    case PyTrace_CALL: {
+        PyCodeObject* code = compat::frame_object_code(frame);
+        FunctionRecord* record = registry().lookup(code);
+        if (!record) {
+            return 0;
+        }
+        if (__builtin_expect(!ts->pending.empty(), 0)) {
+            flush_pending(ts, code, record);
+        }
+        uint32_t caller = ts->stack.empty() ? 0 : ts->stack.back().id;
+        push(ts, record, frame, frame, false, caller, profile_caller_offset(ts));
+        break;
+    }
+    case PyTrace_RETURN:
+        if (!ts->stack.empty() && ts->stack.back().key == frame) {
+            pop(ts);
+        }
+        break;
+    case PyTrace_C_CALL: {
+        const void* key = cfunction_key(arg);
+        if (key) {
+            push_c(ts, arg, nullptr, key, profile_caller_offset(ts));
+        }
+        break;
+    }
+    case PyTrace_C_RETURN:
+    case PyTrace_C_EXCEPTION: {
+        const void* key = cfunction_key(arg);
+        if (key) {
+            pop_c(ts, key);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+// Called by threading's bootstrap (threading.setprofile) in every new thread: swaps itself
+// for the C profile function.
+PyObject* thread_bootstrap(PyObject*, PyObject*) {
+    if (g_enabled && !g_use_monitoring) {
+        compat::set_thread_profile(PyThreadState_Get(), profile_hook, nullptr);
+    }
+    Py_RETURN_NONE;
+}
+PyMethodDef thread_bootstrap_def = {"_etwtrace_thread_bootstrap", thread_bootstrap, METH_VARARGS, nullptr};
+
+// Threads started with _thread.start_new_thread (not threading) never run threading's
+// profile bootstrap, so while tracing the module attribute is a wrapper that starts the thread
+// in thread_entry, which sets the profile function first. thread_entry reports an escaping
+// exception exactly as _thread would have for the user's function.
+PyObject* g_original_start_new_thread = nullptr;
+
+// self: (function, args, kwargs or None)
+PyObject* thread_entry(PyObject* packed, PyObject*) {
+    if (g_enabled && !g_use_monitoring) {
+        compat::set_thread_profile(PyThreadState_Get(), profile_hook, nullptr);
+    }
+    PyObject* function = PyTuple_GET_ITEM(packed, 0);
+    PyObject* kwargs = PyTuple_GET_ITEM(packed, 2);
+    PyObject* result = PyObject_Call(function, PyTuple_GET_ITEM(packed, 1), kwargs == Py_None ? nullptr : kwargs);
+    if (!result) {
+        compat::report_thread_exception(function);
+    }
+    Py_XDECREF(result);
+    Py_RETURN_NONE;
+}
+PyMethodDef thread_entry_def = {"_etwtrace_thread_entry", thread_entry, METH_NOARGS, nullptr};
+
+PyObject* start_new_thread(PyObject*, PyObject* args) {
+    PyObject* original = g_original_start_new_thread;
+    PyObject *function = nullptr, *fargs = nullptr, *kwargs = nullptr;
+    if (!original) {
+        PyErr_SetString(PyExc_RuntimeError, "etwtrace: _thread.start_new_thread is not available");
+        return nullptr;
+    }
+    if (!PyArg_UnpackTuple(args, "start_new_thread", 2, 3, &function, &fargs, &kwargs) ||
+        !PyCallable_Check(function) || !PyTuple_Check(fargs) || (kwargs && !PyDict_Check(kwargs))) {
+        PyErr_Clear();
+        return PyObject_Call(original, args, nullptr);  // its own error messages
+    }
+    PyObject* packed = PyTuple_Pack(3, function, fargs, kwargs ? kwargs : Py_None);
+    PyObject* entry = packed ? PyCFunction_New(&thread_entry_def, packed) : nullptr;
+    PyObject* result = entry ? PyObject_CallFunction(original, "O()", entry) : nullptr;
+    Py_XDECREF(entry);
+    Py_XDECREF(packed);
+    return result;
+}
+PyMethodDef start_new_thread_def = {"start_new_thread", start_new_thread, METH_VARARGS,
+                                    "start_new_thread(function, args[, kwargs]) (etwtrace: traced)"};
+
+// Swaps _thread.start_new_thread (and its alias start_new) for the wrapper, or back.
+void hook_start_new_thread(bool install) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject* module = PyImport_ImportModule("_thread");
+    if (module && install && !g_original_start_new_thread) {
+        g_original_start_new_thread = PyObject_GetAttrString(module, "start_new_thread");
+        PyObject* wrapper = g_original_start_new_thread ? PyCFunction_New(&start_new_thread_def, nullptr) : nullptr;
+        for (const char* name : {"start_new_thread", "start_new"}) {
+            PyObject* current = wrapper ? PyObject_GetAttrString(module, name) : nullptr;
+            if (current == g_original_start_new_thread) {
+                PyObject_SetAttrString(module, name, wrapper);
+            }
+            Py_XDECREF(current);
+        }
+        Py_XDECREF(wrapper);
+    } else if (module && !install && g_original_start_new_thread) {
+        for (const char* name : {"start_new_thread", "start_new"}) {
+            PyObject* current = PyObject_GetAttrString(module, name);
+            if (current && PyCFunction_Check(current) &&
+                reinterpret_cast<PyCFunctionObject*>(current)->m_ml == &start_new_thread_def) {
+                PyObject_SetAttrString(module, name, g_original_start_new_thread);
+            }
+            Py_XDECREF(current);
+        }
+        // The wrapper may still be held by the program; it keeps working (untraced) through
+        // the original, which therefore stays referenced.
+    }
+    Py_XDECREF(module);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+}  // namespace
+
+bool install_profile_hooks() {
+    PyObject* threading = PyImport_ImportModule("threading");
+    PyObject* fn = threading ? PyCFunction_New(&thread_bootstrap_def, nullptr) : nullptr;
+    PyObject* r = fn ? PyObject_CallMethod(threading, "setprofile", "O", fn) : nullptr;
+    Py_XDECREF(r);
+    Py_XDECREF(fn);
+    Py_XDECREF(threading);
+    if (!r) {
+        return false;
+    }
+    hook_start_new_thread(true);
+    PyThreadState* self = PyThreadState_Get();
+    for (PyThreadState* t = PyInterpreterState_ThreadHead(self->interp); t; t = PyThreadState_Next(t)) {
+        if (compat::set_thread_profile(t, profile_hook, nullptr) < 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void remove_profile_hooks() {
+    hook_start_new_thread(false);
+    PyInterpreterState* interp = PyThreadState_Get()->interp;
+    for (PyThreadState* t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) {
+        compat::set_thread_profile(t, nullptr, nullptr);
+    }
+    PyObject* threading = PyImport_ImportModule("threading");
+    if (threading) {
+        PyObject* r = PyObject_CallMethod(threading, "setprofile", "O", Py_None);
+        Py_XDECREF(r);
+        Py_DECREF(threading);
+    }
+    PyErr_Clear();
+}
+
+}  // namespace etwtrace::py::instrument

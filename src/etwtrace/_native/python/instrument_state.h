@@ -1,0 +1,185 @@
+// instrument_state.h - the state the instrumented mode's files share (overview and the choice
+// of hooks: instrument_mode.cpp), and the push/pop path every hook runs through.
+//
+//   instrument_mode.cpp        threads, enable/disable, atexit/fork, the InstrumentMode class
+//   instrument_functions.cpp   PythonFunction definitions (line tables), C function lookup
+//   instrument_profile.cpp     3.9 - 3.11: C profile function, new-thread hooks
+//   instrument_monitoring.cpp  3.12+: sys.monitoring callbacks
+//
+// Everything here is used under the GIL (the thread list in instrument_mode.cpp has its own
+// mutex). The hot-path helpers stay inline in this header so that they are inlined into each
+// callback, as they were when all of this was one file.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "probes/probes.h"
+#include "python/function_registry.h"
+#include "trace/trace_writer.h"
+
+// Hidden like everything in _etwtrace (CXX_VISIBILITY_PRESET), and said here too because
+// -fvisibility does not cover extern declarations: without it every file but the one that
+// defines g_epoch, g_cache etc. would reach them through the GOT, an extra load per access.
+#pragma GCC visibility push(hidden)
+
+namespace etwtrace::py::instrument {
+
+using trace::ThreadBuffer;
+using trace::TraceWriter;
+using LineTable = std::vector<ThreadBuffer::LineRun>;
+
+struct Entry {
+    const void* key;       // profile: PyFrameObject*; sys.monitoring: PyCodeObject*; C: PyMethodDef*
+    PyFrameObject* frame;  // profile hook only: the frame, to read the caller's instruction
+    uint32_t id;
+    uint32_t call_offset;  // sys.monitoring: last call site seen in this Python frame
+    bool is_c;
+};
+
+struct ThreadState {
+    ThreadBuffer buffer;
+    std::vector<Entry> stack;
+    std::vector<FunctionRecord*> pending;  // published by the registry, definition not yet written
+    uint64_t tid = 0;
+};
+
+struct CacheSlot {
+    const void* key = nullptr;  // PyMethodDef*
+    FunctionRecord* record = nullptr;
+    uint32_t epoch = 0;
+    bool flush_first = false;  // os._exit: finish the trace before the process vanishes
+};
+
+// ---- shared globals (defined in instrument_mode.cpp; all used under the GIL) ----------------
+
+extern uint32_t g_epoch;  // bumped by enable/disable/fork: thread-local state goes stale
+extern bool g_enabled;
+extern bool g_use_monitoring;  // sys.monitoring (3.12+) rather than the profile function
+extern std::vector<std::pair<FunctionRecord*, LineTable>> g_published;  // replayed into fork children
+constexpr size_t kCacheSize = 4096;
+extern CacheSlot g_cache[kCacheSize];  // C functions by PyMethodDef*
+
+// initial-exec: one TLS access is a single %fs-relative load instead of a __tls_get_addr
+// call (5% of a traced fib() otherwise). glibc keeps static TLS room for dlopen()ed modules
+// that need a few bytes like this. constinit: other files read it directly, not through
+// the C++ thread_local wrapper function an extern thread_local otherwise gets.
+struct ThreadSlot {
+    ThreadState* state = nullptr;
+    uint32_t epoch = 0;
+};
+__attribute__((tls_model("initial-exec"))) extern constinit thread_local ThreadSlot t_slot;
+
+// ---- defined in the other files ---------------------------------------------------------------
+
+// instrument_mode.cpp
+ThreadState* attach_thread();  // the calling thread's state, created now (nullptr: not tracing)
+void finish_trace();           // disable + close: used before os._exit
+
+// instrument_functions.cpp
+void write_definition(ThreadState* ts, FunctionRecord* record, const LineTable& lines);
+// Writes the PythonFunction events the registry asked for while looking `code` up.
+__attribute__((noinline)) void flush_pending(ThreadState* ts, PyCodeObject* code, FunctionRecord* looked_up);
+__attribute__((noinline)) CacheSlot* cfunction_lookup_slow(PyObject* callable, PyObject* self_arg, const void* key,
+                                                           CacheSlot& slot);
+
+// instrument_profile.cpp: the profile function on every thread (3.9 - 3.11)
+bool install_profile_hooks();
+void remove_profile_hooks();
+
+// instrument_monitoring.cpp: sys.monitoring callbacks (3.12+)
+bool install_monitoring_hooks();
+void remove_monitoring_hooks();
+
+// ---- hot path ---------------------------------------------------------------------------------
+
+inline ThreadState* current() {
+    if (__builtin_expect(t_slot.epoch == g_epoch, 1)) {
+        return t_slot.state;
+    }
+    return attach_thread();
+}
+
+inline int32_t caller_line_slow(const Entry& top) {
+    if (top.is_c) {
+        return 0;
+    }
+    if (top.frame) {
+        return PyFrame_GetLineNumber(top.frame);
+    }
+    return PyCode_Addr2Line(static_cast<PyCodeObject*>(const_cast<void*>(top.key)), static_cast<int>(top.call_offset));
+}
+
+inline void push(ThreadState* ts, FunctionRecord* record, const void* key, PyFrameObject* frame, bool is_c,
+                 uint32_t caller, uint32_t caller_offset) {
+    ts->buffer.push(record->id, caller, caller_offset);
+    if (probes::function_push_enabled()) {
+        probes::function_push(record->id, caller, ts->stack.empty() ? 0 : caller_line_slow(ts->stack.back()));
+    }
+    ts->stack.push_back(Entry{key, frame, record->id, 0, is_c});
+}
+
+inline void pop(ThreadState* ts) {
+    uint32_t id = ts->stack.back().id;
+    ts->stack.pop_back();
+    ts->buffer.pop(id);
+    probes::function_pop(id);
+}
+
+// Tracing stops (disable(), exit) or the thread ends with frames still open: pop them,
+// innermost first, so every thread's pushes and pops balance and a reader's stack empties.
+inline void close_open_frames(ThreadState* ts) {
+    while (!ts->stack.empty()) {
+        pop(ts);
+    }
+}
+
+// ---- C functions -----------------------------------------------------------------------------
+
+inline const void* cfunction_key(PyObject* callable) {
+    PyTypeObject* type = Py_TYPE(callable);
+    if (type == &PyCFunction_Type || type == &PyCMethod_Type) {
+        return reinterpret_cast<PyCFunctionObject*>(callable)->m_ml;
+    }
+    if (type == &PyMethodDescr_Type) {
+        return reinterpret_cast<PyMethodDescrObject*>(callable)->d_method;
+    }
+    return nullptr;
+}
+
+inline CacheSlot* cfunction_lookup(PyObject* callable, PyObject* self_arg, const void* key) {
+    size_t index = (reinterpret_cast<uintptr_t>(key) >> 4) & (kCacheSize - 1);
+    CacheSlot& slot = g_cache[index];
+    if (__builtin_expect(slot.key == key && slot.epoch == g_epoch, 1)) {
+        return &slot;
+    }
+    return cfunction_lookup_slow(callable, self_arg, key, slot);
+}
+
+inline void push_c(ThreadState* ts, PyObject* callable, PyObject* self_arg, const void* key, uint32_t caller_offset) {
+    CacheSlot* slot = cfunction_lookup(callable, self_arg, key);
+    FunctionRecord* record = slot->record;
+    if (!record) {
+        return;
+    }
+    if (__builtin_expect(!ts->pending.empty(), 0)) {
+        flush_pending(ts, nullptr, nullptr);
+    }
+    if (__builtin_expect(slot->flush_first, 0)) {
+        finish_trace();  // os._exit() skips atexit: this is the last chance to write the file
+        return;
+    }
+    uint32_t caller = ts->stack.empty() ? 0 : ts->stack.back().id;
+    push(ts, record, key, nullptr, true, caller, caller_offset);
+}
+
+inline void pop_c(ThreadState* ts, const void* key) {
+    if (!ts->stack.empty() && ts->stack.back().key == key && ts->stack.back().is_c) {
+        pop(ts);
+    }
+}
+
+}  // namespace etwtrace::py::instrument
+
+#pragma GCC visibility pop
