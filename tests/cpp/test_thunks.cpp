@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <vector>
 #include <sstream>
 #include <string>
 
@@ -18,6 +19,7 @@ namespace {
 struct Mapping {
     uintptr_t start = 0, end = 0;
     std::string perms;
+    std::string name;  // the path column, e.g. "/memfd:etwtrace-thunks (deleted)"
 };
 
 Mapping mapping_of(const void* address) {
@@ -30,6 +32,9 @@ Mapping mapping_of(const void* address) {
         std::istringstream in(line);
         in >> std::hex >> m.start >> dash >> m.end >> m.perms;
         if (a >= m.start && a < m.end) {
+            std::string offset, device, inode;
+            in >> offset >> device >> inode;
+            std::getline(in >> std::ws, m.name);
             return m;
         }
     }
@@ -77,9 +82,9 @@ TEST(ThunkArena, MemoryIsExecutableButNeverWritable) {
     EXPECT_FALSE(arena.contains(&local));
 }
 
-TEST(ThunkArena, EveryThunkHasUniqueBytes) {
+TEST(ThunkArena, EveryThunkPublishesUniqueBytes) {
     ThunkArena arena(4096, 0x1234);
-    std::set<std::string> seen;
+    std::set<std::vector<uint8_t>> seen;
     const uint8_t* previous = nullptr;
     for (int i = 0; i < 100; ++i) {
         auto* thunk = static_cast<const uint8_t*>(arena.allocate());
@@ -87,11 +92,48 @@ TEST(ThunkArena, EveryThunkHasUniqueBytes) {
         EXPECT_EQ(reinterpret_cast<uintptr_t>(thunk) % 16, 0u) << "thunks start 16-byte aligned";
         EXPECT_EQ(thunk[0], 0x55);  // push %rbp
         EXPECT_EQ(thunk[kThunkCodeSize - 1], 0xc3);  // ret
-        EXPECT_TRUE(seen.emplace(reinterpret_cast<const char*>(thunk), kThunkSize).second) << i;
+        // In memory every thunk is the same bytes (so chunks can share them); what is published
+        // is the same code with a salt of its own, because perf merges objects with equal bytes.
+        std::vector<uint8_t> published = arena.published_code(thunk);
+        ASSERT_EQ(published.size(), kThunkSize);
+        EXPECT_EQ(std::memcmp(published.data(), thunk, kThunkCodeSize), 0);
+        EXPECT_TRUE(seen.insert(published).second) << i;
+        for (size_t k = kThunkCodeSize; k < kThunkSize; ++k) {
+            EXPECT_EQ(thunk[k], 0xcc) << "padding after ret is int3";
+        }
         if (previous && i % static_cast<int>(4096 / arena.stride()) != 0) {  // same chunk
             EXPECT_EQ(static_cast<size_t>(thunk - previous), arena.stride());
+            EXPECT_EQ(std::memcmp(previous, thunk, kThunkSize), 0);
         }
         previous = thunk;
+    }
+    ThunkArena other_run(4096, 0x5678);
+    auto* first_other = other_run.allocate();
+    EXPECT_NE(other_run.published_code(first_other), arena.published_code(first_other))
+        << "another run's thunk at the same address publishes other bytes";
+}
+
+TEST(ThunkArena, ChunksShareOnePhysicalCopy) {
+    ThunkArena arena(4096);
+    size_t per_chunk = 4096 / arena.stride();
+    std::vector<void*> firsts;
+    for (size_t i = 0; i < per_chunk * 3; ++i) {
+        void* thunk = arena.allocate();
+        ASSERT_NE(thunk, nullptr);
+        if (i % per_chunk == 0) {
+            firsts.push_back(thunk);
+        }
+    }
+    ASSERT_EQ(arena.chunk_count(), 3u);
+    EXPECT_EQ(arena.mapped_bytes(), 3u * 4096);
+    EXPECT_EQ(arena.physical_bytes(), 4096u) << "three chunks, one shared memfd page";
+    for (void* thunk : firsts) {
+        Mapping m = mapping_of(thunk);
+        EXPECT_EQ(m.perms, "r-xs") << "shared, executable, never writable";
+        EXPECT_NE(m.name.find("memfd:etwtrace-thunks"), std::string::npos) << m.name;
+        // Each chunk's thunks run.
+        auto fn = reinterpret_cast<Thunk>(thunk);
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(fn(nullptr, reinterpret_cast<void*>(7), 1, &fake_evaluator)), 8u);
     }
 }
 
@@ -115,7 +157,7 @@ TEST(ThunkArena, StrideLeavesRoomForPerfsView) {
     const UnwindInfo& info = thunk_unwind_info();
     EXPECT_LE(((kThunkSize + 7) / 8 * 8) + info.mapped_size, thunk_stride());
     EXPECT_EQ(thunk_stride() % 16, 0u);
-    EXPECT_LE(thunk_stride(), 96u) << "memory per traced function grew";
+    EXPECT_LE(thunk_stride(), 96u) << "address space per traced function grew";
 }
 
 TEST(ThunkUnwindInfo, EhFrameAndHeaderAreConsistent) {

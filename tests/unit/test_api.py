@@ -1,7 +1,10 @@
 """The Python API, as upstream defines it (see ../shared/docs/upstream.md)."""
 
 import ast
+import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -130,3 +133,39 @@ def test_enable_if_rejects_unknown_type(tmp_path):
     proc = _enable_if(tmp_path, {"ETWTRACE_TEST_ON": "1", "ETWTRACE_TEST_TYPE": "bogus"})
     assert proc.returncode != 0
     assert "'bogus' is not a supported trace type" in proc.stderr
+
+
+def test_thunk_memory_does_not_grow_with_functions(tmp_path):
+    """Stack mode: 5000 traced functions' thunks use one shared 64 KiB chunk of physical memory
+    (each function costs only its slot of address space): every chunk maps the same memfd."""
+    program = r'''
+import etwtrace
+tracer = etwtrace.StackSamplingTracer()
+tracer.enable()
+for i in range(5000):
+    namespace = {}
+    exec(f"def f{i}(): return {i}", namespace)
+    namespace[f"f{i}"]()
+info = dict(item for item in tracer._get_technical_info() if isinstance(item, tuple))
+inodes = []
+with open("/proc/self/maps") as maps:
+    for line in maps:
+        if "memfd:etwtrace-thunks" in line:
+            inodes.append((line.split()[1], line.split()[4]))
+tracer.disable()
+print(info["thunks"], info["thunk_bytes"], info["thunk_address_space"], info["thunk_memory"])
+print(len(inodes), len(set(inodes)), inodes[0][0])
+'''
+    env = dict(os.environ, JITDUMPDIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    sizes, maps = run.stdout.splitlines()
+    thunks, stride, address_space, memory = map(int, sizes.split())
+    assert thunks >= 5000
+    assert address_space >= thunks * stride
+    assert memory == 64 * 1024, "one chunk of thunks, shared by every mapping"
+    assert memory / thunks < 16, "physical bytes of thunk per traced function"
+    mappings, distinct, perms = maps.split()
+    assert int(mappings) == address_space // (64 * 1024) >= 7
+    assert int(distinct) == 1, "every chunk maps the same memfd (one inode)"
+    assert perms == "r-xs"

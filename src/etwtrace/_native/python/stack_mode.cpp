@@ -89,6 +89,7 @@ void* assign_thunk(FunctionRecord& record) {
     symbol.name = "py::" + record.qualname + ":" + record.filename;
     symbol.filename = record.filename;
     symbol.line = record.first_line;
+    symbol.code = state.arena->published_code(thunk);
     state.publisher->publish(std::move(symbol));
     probes::function(record.id, address, address + record.thunk_size, record.first_line,
                      record.filename.c_str(), record.qualname.c_str(), record.is_python ? 1 : 0);
@@ -290,15 +291,20 @@ public:
 
     PyObject* technical_info() override {
         size_t thunks = state.arena ? state.arena->thunk_count() : 0;
+        size_t address_space = state.arena ? state.arena->mapped_bytes() : 0;
+        size_t memory = state.arena ? state.arena->physical_bytes() : 0;
         std::string perf_map, jitdump;
         if (state.publisher && state.publisher->is_open()) {
             auto paths = state.publisher->paths();
             perf_map = paths.size() > 0 ? paths[0] : "";
             jitdump = paths.size() > 1 ? paths[1] : "";
         }
-        return Py_BuildValue("((sn)(sn)(ss)(ss))", "thunks", static_cast<Py_ssize_t>(thunks), "thunk_bytes",
-                             static_cast<Py_ssize_t>(thunks::thunk_stride()), "perf_map", perf_map.c_str(),
-                             "jitdump", jitdump.c_str());
+        // thunk_bytes: address space per thunk; thunk_address_space / thunk_memory: mapped so
+        // far / physical memory behind it (chunks share one copy, thunks/arena.h).
+        return Py_BuildValue("((sn)(sn)(sn)(sn)(ss)(ss))", "thunks", static_cast<Py_ssize_t>(thunks), "thunk_bytes",
+                             static_cast<Py_ssize_t>(thunks::thunk_stride()), "thunk_address_space",
+                             static_cast<Py_ssize_t>(address_space), "thunk_memory", static_cast<Py_ssize_t>(memory),
+                             "perf_map", perf_map.c_str(), "jitdump", jitdump.c_str());
     }
 };
 

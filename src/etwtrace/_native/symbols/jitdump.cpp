@@ -135,8 +135,12 @@ public:
             load.code_index = next_index_++;
             append(buffer_, load);
             append_string(buffer_, symbol.name);
-            const auto* code = reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(symbol.address));
-            buffer_.insert(buffer_.end(), code, code + symbol.size);
+            if (symbol.code.size() == symbol.size) {
+                buffer_.insert(buffer_.end(), symbol.code.begin(), symbol.code.end());
+            } else {
+                const auto* code = reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(symbol.address));
+                buffer_.insert(buffer_.end(), code, code + symbol.size);
+            }
             set_size(buffer_, start);
         }
         return write_all(fd_, buffer_.data(), buffer_.size());

@@ -26,6 +26,8 @@ struct CodeSymbol {
     std::string name;      // e.g. "py::a.<locals>.b:/src/app.py"
     std::string filename;  // source file, for jitdump debug info ("" = none)
     int line = 0;          // first line in `filename`
+    // The bytes to publish as the code (jitdump): empty = the `size` bytes at `address`.
+    std::vector<uint8_t> code;
 };
 
 // DWARF unwind tables for one piece of code, laid out as perf's genelf expects (jitdump.h).
