@@ -165,6 +165,18 @@ inline PyObject* code_bytes(PyCodeObject* code) {
 
 inline bool has_sys_monitoring() { return PY_VERSION_HEX >= 0x030C0000; }
 
+// A sys.monitoring callback's instruction offset (an int): read in place when it is compact
+// (always, for real bytecode offsets), else through the general conversion.
+inline uint32_t monitoring_offset(PyObject* offset) {
+#if PY_VERSION_HEX >= 0x030C0000
+    auto* value = reinterpret_cast<PyLongObject*>(offset);
+    if (__builtin_expect(PyLong_CheckExact(offset) && PyUnstable_Long_IsCompact(value), 1)) {
+        return static_cast<uint32_t>(PyUnstable_Long_CompactValue(value));
+    }
+#endif
+    return static_cast<uint32_t>(PyLong_AsUnsignedLong(offset));
+}
+
 // What _thread's thread bootstrap does with an exception escaping a thread's function
 // (3.9-3.11, the versions that need our _thread.start_new_thread wrapper): SystemExit is
 // silent, anything else goes to sys.unraisablehook as "in thread started by <function>".

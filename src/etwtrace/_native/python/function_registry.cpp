@@ -142,10 +142,7 @@ bool qualname_matches(const std::string& qualname, const std::string& name) {
 
 }  // namespace
 
-FunctionRegistry& registry() {
-    static auto* instance = new FunctionRegistry();  // never destroyed: records outlive atexit
-    return *instance;
-}
+FunctionRegistry* const g_registry = new FunctionRegistry();
 
 bool FunctionRegistry::initialise() {
     if (extra_index_ >= 0) {

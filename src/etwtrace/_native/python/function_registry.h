@@ -83,6 +83,9 @@ private:
     PublishCallback on_publish_;
 };
 
-FunctionRegistry& registry();
+// The process's registry: created when the module loads, never destroyed (records outlive
+// atexit). Inline, because both hooks' hot paths reach it on every event.
+extern FunctionRegistry* const g_registry;
+inline FunctionRegistry& registry() { return *g_registry; }
 
 }  // namespace etwtrace::py

@@ -65,6 +65,12 @@ PyObject* mon_unwind(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return none();
 }
 
+// Out of line, so the callback's common case (a Python callable) saves no registers.
+__attribute__((noinline)) void call_c_function(ThreadState* ts, PyObject* callable, PyObject* self_arg,
+                                               const void* key) {
+    push_c(ts, callable, self_arg, key, monitoring_caller_offset(ts));
+}
+
 // CALL (code, offset, callable, arg0)
 PyObject* mon_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     ThreadState* ts = current();
@@ -74,12 +80,12 @@ PyObject* mon_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (!ts->stack.empty()) {
         Entry& top = ts->stack.back();
         if (top.key == args[0]) {
-            top.call_offset = static_cast<uint32_t>(PyLong_AsUnsignedLong(args[1]));
+            top.call_offset = compat::monitoring_offset(args[1]);
         }
     }
     const void* key = cfunction_key(args[2]);
     if (key) {
-        push_c(ts, args[2], args[3], key, monitoring_caller_offset(ts));
+        call_c_function(ts, args[2], args[3], key);
     }
     return none();
 }
