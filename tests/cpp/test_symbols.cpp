@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -264,11 +265,18 @@ TEST(SymbolPublisher, ForkedChildRepublishesIntoItsOwnFilesAndLeavesTheParentsAl
     SymbolPublisher publisher;
     publisher.add_writer(make_perf_map_writer(dir.path()));
     publisher.add_writer(make_jitdump_writer(dir.path(), CodeUnwind{}));
+    std::vector<CodeSymbol> published;  // the owner's list: the publisher keeps no copy
+    publisher.set_source([&published](const std::function<void(const CodeSymbol&)>& emit) {
+        for (const CodeSymbol& symbol : published) {
+            emit(symbol);
+        }
+    });
     std::string error;
     ASSERT_TRUE(publisher.open(&error)) << error;
     etwtrace::thunks::ThunkArena arena;
     void* a = arena.allocate();
-    publisher.publish(symbol_at(a, 16, "py::a:x.py", "x.py", 1));
+    published.push_back(symbol_at(a, 16, "py::a:x.py", "x.py", 1));
+    publisher.publish(published.back());
     std::string parent_map = dir.file("perf-" + std::to_string(getpid()) + ".map");
     std::string parent_dump = dir.file("jit-" + std::to_string(getpid()) + ".dump");
     std::string map_before = read_file(parent_map);
@@ -278,7 +286,9 @@ TEST(SymbolPublisher, ForkedChildRepublishesIntoItsOwnFilesAndLeavesTheParentsAl
     ASSERT_GE(child, 0);
     if (child == 0) {
         void* b = arena.allocate();
-        publisher.publish(symbol_at(b, 16, "py::b:x.py", "x.py", 2));  // notices the new pid
+        CodeSymbol symbol_b = symbol_at(b, 16, "py::b:x.py", "x.py", 2);
+        publisher.publish(symbol_b);  // notices the new pid: re-publishes `a` first
+        published.push_back(symbol_b);
         publisher.reopen_after_fork();                                  // no-op: already done
         _exit(0);
     }

@@ -1,5 +1,7 @@
 #include "python/function_registry.h"
 
+#include <unordered_set>
+
 #include <unordered_map>
 
 namespace etwtrace::py {
@@ -144,6 +146,14 @@ bool qualname_matches(const std::string& qualname, const std::string& name) {
 
 FunctionRegistry* const g_registry = new FunctionRegistry();
 
+const std::string FunctionRecord::kNoFile;
+
+// Interned file names: never freed, like the records pointing at them. Called with the GIL.
+void FunctionRecord::set_filename(std::string_view name) {
+    static auto* names = new std::unordered_set<std::string>();
+    filename_ = &*names->emplace(name).first;
+}
+
 bool FunctionRegistry::initialise() {
     if (extra_index_ >= 0) {
         return true;
@@ -222,7 +232,7 @@ bool FunctionRegistry::passes_filters(const std::string& filename) {
 
 void FunctionRegistry::apply_filters(FunctionRecord& record) {
     record.generation = generation_;
-    record.included = on_publish_ != nullptr && passes_filters(record.filename);
+    record.included = on_publish_ != nullptr && passes_filters(record.filename());
     record.traced_generation = record.included ? generation_ : 0;
     if (record.included && !record.published) {
         record.published = true;
@@ -256,7 +266,7 @@ FunctionRecord* FunctionRegistry::lookup_slow(PyCodeObject* code, FunctionRecord
         record->id = next_id_++;
         record->is_python = true;
         record->first_line = compat::code_first_line(code);
-        record->filename = utf8(compat::code_filename(code));
+        record->set_filename(utf8(compat::code_filename(code)));
         record->qualname = recover_qualname(code);
         if (!compat::set_code_extra(code, extra_index_, record)) {
             // Could not cache: keep the record anyway (ids must stay unique) but traced
@@ -309,7 +319,7 @@ FunctionRecord* FunctionRegistry::lookup_cfunction(PyObject* func) {
                 PyErr_Clear();
             }
         }
-        record->filename = owner.empty() ? "builtins" : owner;
+        record->set_filename(owner.empty() ? "builtins" : owner);
         record->qualname = name;
         records.emplace(key, record);
         PyErr_Restore(type, value, tb);

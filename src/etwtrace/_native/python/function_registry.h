@@ -10,23 +10,33 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "python/compat.h"
 
 namespace etwtrace::py {
 
+// One per traced function, for the life of the process. Kept small (72 bytes): file names are
+// interned, because every function of a module shares one.
 struct FunctionRecord {
-    uint32_t id = 0;             // FunctionID, 1-based, unique in the process
-    uint32_t generation = 0;     // filter generation `included` was computed for
-    bool included = false;       // passes ignore()/include() in that generation
+    uint32_t id = 0;                 // FunctionID, 1-based, unique in the process
+    uint32_t generation = 0;         // filter generation `included` was computed for
     uint32_t traced_generation = 0;  // == generation while included, else 0: one compare on hot paths
-    bool published = false;      // PythonFunction already emitted (by the active mode)
+    int32_t first_line = 0;
+    bool included = false;           // passes ignore()/include() in that generation
+    bool published = false;          // PythonFunction already emitted (by the active mode)
     bool is_python = true;
-    int first_line = 0;
-    std::string qualname;        // UTF-8
-    std::string filename;        // UTF-8; for C functions, the module name
-    void* thunk = nullptr;       // stack sampling: the thunk entered for this function
     uint32_t thunk_size = 0;
+    void* thunk = nullptr;           // stack sampling: the thunk entered for this function
+    std::string qualname;            // UTF-8
+
+    // UTF-8 source file; for C functions, the module name.
+    const std::string& filename() const { return *filename_; }
+    void set_filename(std::string_view name);
+
+private:
+    const std::string* filename_ = &kNoFile;
+    static const std::string kNoFile;
 };
 
 // Called once per record the first time it is seen included in the current enable().

@@ -77,10 +77,10 @@ LineTable line_table(PyCodeObject* code) {
 // ---- events ----------------------------------------------------------------------------------
 
 void write_definition(ThreadState* ts, FunctionRecord* record, const LineTable& lines) {
-    ts->buffer.function(record->id, record->is_python, record->first_line, 0, 0, record->filename,
+    ts->buffer.function(record->id, record->is_python, record->first_line, 0, 0, record->filename(),
                         record->qualname, lines);
     if (probes::function_enabled()) {
-        probes::function(record->id, 0, 0, record->first_line, record->filename.c_str(), record->qualname.c_str(),
+        probes::function(record->id, 0, 0, record->first_line, record->filename().c_str(), record->qualname.c_str(),
                          record->is_python ? 1 : 0);
     }
 }
@@ -151,7 +151,7 @@ __attribute__((noinline)) CacheSlot* cfunction_lookup_slow(PyObject* callable, P
     out->record = record;
     out->epoch = g_epoch;
     out->flush_first = record && !record->is_python && record->qualname == "_exit" &&
-                       (record->filename == "posix" || record->filename == "os");
+                       (record->filename() == "posix" || record->filename() == "os");
     return out;
 }
 

@@ -42,6 +42,7 @@ struct StackState {
     FunctionRegistry* registry = nullptr;
     compat::EvalFrameFunction previous = nullptr;
     compat::EvalFrameFunction evaluator = nullptr;  // what thunks call: the default evaluator
+    std::vector<FunctionRecord*> with_thunks;  // in publication order: the publisher's source
     bool enabled = false;
     bool fork_handlers = false;
 };
@@ -70,6 +71,18 @@ __attribute__((noinline)) void note_thread() {
     }
 }
 
+// What perf is told about `record`'s thunk: CPython's naming, py::<qualname>:<filename>.
+symbols::CodeSymbol code_symbol(const FunctionRecord& record) {
+    symbols::CodeSymbol symbol;
+    symbol.address = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(record.thunk));
+    symbol.size = record.thunk_size;
+    symbol.name = "py::" + record.qualname + ":" + record.filename();
+    symbol.filename = record.filename();
+    symbol.line = record.first_line;
+    symbol.code = state.arena->published_code(record.thunk);
+    return symbol;
+}
+
 // Gives `record` its thunk and publishes it. Returns nullptr if no thunk can be had (the
 // function then runs untraced).
 void* assign_thunk(FunctionRecord& record) {
@@ -83,16 +96,10 @@ void* assign_thunk(FunctionRecord& record) {
     record.thunk = thunk;
     record.thunk_size = static_cast<uint32_t>(thunks::kThunkSize);
     auto address = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(thunk));
-    symbols::CodeSymbol symbol;
-    symbol.address = address;
-    symbol.size = record.thunk_size;
-    symbol.name = "py::" + record.qualname + ":" + record.filename;
-    symbol.filename = record.filename;
-    symbol.line = record.first_line;
-    symbol.code = state.arena->published_code(thunk);
-    state.publisher->publish(std::move(symbol));
+    state.publisher->publish(code_symbol(record));
+    state.with_thunks.push_back(&record);
     probes::function(record.id, address, address + record.thunk_size, record.first_line,
-                     record.filename.c_str(), record.qualname.c_str(), record.is_python ? 1 : 0);
+                     record.filename().c_str(), record.qualname.c_str(), record.is_python ? 1 : 0);
     return thunk;
 }
 
@@ -211,6 +218,11 @@ bool initialise_state() {
     state.evaluator = compat::default_eval_frame();
     state.arena = new thunks::ThunkArena(64 * 1024, salt_seed());
     state.publisher = new symbols::SymbolPublisher();
+    state.publisher->set_source([](const std::function<void(const symbols::CodeSymbol&)>& emit) {
+        for (const FunctionRecord* record : state.with_thunks) {
+            emit(code_symbol(*record));
+        }
+    });
     state.publisher->add_writer(symbols::make_perf_map_writer("/tmp"));
     const thunks::UnwindInfo& unwind = thunks::thunk_unwind_info();
     symbols::CodeUnwind code_unwind;

@@ -9,6 +9,11 @@ void SymbolPublisher::add_writer(std::unique_ptr<SymbolWriter> writer) {
     writers_.push_back(std::move(writer));
 }
 
+void SymbolPublisher::set_source(SymbolSource source) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    source_ = std::move(source);
+}
+
 bool SymbolPublisher::open(std::string* error) {
     std::lock_guard<std::mutex> guard(mutex_);
     if (open_pid_ == getpid()) {
@@ -44,10 +49,12 @@ void SymbolPublisher::reopen_locked() {
     if (!open_locked(&error)) {
         return;  // the child runs on without symbols rather than failing
     }
-    for (const CodeSymbol& symbol : published_) {
-        for (auto& writer : writers_) {
-            writer->write(symbol);
-        }
+    if (source_) {
+        source_([this](const CodeSymbol& symbol) {
+            for (auto& writer : writers_) {
+                writer->write(symbol);
+            }
+        });
     }
 }
 
@@ -58,7 +65,7 @@ void SymbolPublisher::reopen_after_fork() {
     }
 }
 
-void SymbolPublisher::publish(CodeSymbol symbol) {
+void SymbolPublisher::publish(const CodeSymbol& symbol) {
     std::lock_guard<std::mutex> guard(mutex_);
     if (open_pid_ != 0 && open_pid_ != getpid()) {
         reopen_locked();
@@ -68,7 +75,6 @@ void SymbolPublisher::publish(CodeSymbol symbol) {
             writer->write(symbol);
         }
     }
-    published_.push_back(std::move(symbol));
 }
 
 std::vector<std::string> SymbolPublisher::paths() const {

@@ -6,13 +6,15 @@
 //   * jitdump   <dir>/jit-<pid>.dump  perf's binary format (see jitdump.h): code bytes, unwind
 //     tables and source lines, turned into ELF objects by `perf inject --jit`, which is what
 //     lets DWARF call graphs unwind through generated code.
-// SymbolPublisher drives both, remembers what was published, and re-publishes it into new
-// files when a forked child asks it to.
+// SymbolPublisher drives both. It keeps no copy of what it published (that would double the
+// memory per traced function): when a forked child needs files of its own, it asks its
+// owner's SymbolSource to enumerate everything published so far and writes that again.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,21 +54,24 @@ std::unique_ptr<SymbolWriter> make_perf_map_writer(std::string directory = "/tmp
 // `unwind` (may be empty) is attached to every code-load record.
 std::unique_ptr<SymbolWriter> make_jitdump_writer(std::string directory, CodeUnwind unwind);
 
+// Calls `emit` with every symbol published so far, in publication order.
+using SymbolSource = std::function<void(const std::function<void(const CodeSymbol&)>& emit)>;
+
 class SymbolPublisher {
 public:
     void add_writer(std::unique_ptr<SymbolWriter> writer);
+    void set_source(SymbolSource source);
     // Opens every writer's file for the current process (once); false + `error` on failure.
     bool open(std::string* error);
     bool is_open() const { return open_pid_ != 0; }
-    // Writes `symbol` to every writer and remembers it. Thread-safe.
-    void publish(CodeSymbol symbol);
+    // Writes `symbol` to every writer. Thread-safe. The source must list it from now on.
+    void publish(const CodeSymbol& symbol);
     // In a forked child: drops the parent's files (untouched) and writes everything published
     // so far into files of its own. Called lazily by publish() too, if a fork is detected.
     void reopen_after_fork();
     // For pthread_atfork: hold the lock across fork() so the child never sees it taken.
     void lock() { mutex_.lock(); }
     void unlock() { mutex_.unlock(); }
-    size_t published_count() const { return published_.size(); }
     std::vector<std::string> paths() const;
 
 private:
@@ -75,7 +80,7 @@ private:
 
     mutable std::mutex mutex_;
     std::vector<std::unique_ptr<SymbolWriter>> writers_;
-    std::vector<CodeSymbol> published_;
+    SymbolSource source_;
     pid_t open_pid_ = 0;
 };
 
