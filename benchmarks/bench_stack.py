@@ -279,6 +279,37 @@ def instructions(python):
     return per_call
 
 
+def memory_child(count=20000):
+    """Heap and thunk memory per traced function: `count` generated functions, each called once
+    while tracing; heap from glibc's mallinfo2 (our records are malloc'd, Python's objects are
+    not), thunk memory from the arena (physical, and address space)."""
+    import ctypes
+
+    import etwtrace
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    source = "\n".join(f"def generated_function_{i}(): return {i}" for i in range(count))
+    namespace = {}
+    exec(compile(source, os.path.abspath(__file__) + "-generated.py", "exec"), namespace)
+    functions = [namespace[f"generated_function_{i}"] for i in range(count)]
+    tracer = etwtrace.StackSamplingTracer()
+    with tracer:
+        functions[0]()
+        before = libc.mallinfo2().uordblks
+        for function in functions[1:]:
+            function()
+        heap = libc.mallinfo2().uordblks - before
+        info = dict(item for item in tracer._get_technical_info() if isinstance(item, tuple))
+    return {"functions": count - 1, "heap_per_function": heap / (count - 1),
+            "thunk_memory": info["thunk_memory"], "thunk_address_space": info["thunk_address_space"],
+            "thunk_bytes": info["thunk_bytes"]}
+
+
 def _fib_plain(n):
     a, b = 0, 1
     for _ in range(n):
@@ -318,6 +349,9 @@ def main():
                         help="statistic of the timed runs (min is steadier on a loaded machine)")
     parser.add_argument("--instructions", action="store_true",
                         help="also count instructions per fib call with valgrind (steady on a loaded machine)")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure memory per traced function (heap, thunk memory, address space)")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--count", nargs=2, help=argparse.SUPPRESS)  # valgrind child mode
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
@@ -325,6 +359,13 @@ def main():
     if args.count:
         try:
             count_child(args.count[0], int(args.count[1]))
+        finally:
+            cleanup_symbol_files()
+        return 0
+
+    if args.memory_child:
+        try:
+            print(json.dumps(memory_child()))
         finally:
             cleanup_symbol_files()
         return 0
@@ -356,6 +397,16 @@ def main():
                   f"ours - floor = {per_call['ours'] - per_call['floor']:.1f}"
                   + (f"; -X perf {per_call['xperf']:.0f} (ours/-X perf {per_call['ours'] / per_call['xperf']:.3f})"
                      if "xperf" in per_call else ""))
+        if args.memory:
+            proc = subprocess.run([python, os.path.abspath(__file__), "--memory-child"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"memory: failed\n{proc.stderr}", file=sys.stderr)
+                continue
+            m = json.loads(proc.stdout.strip().splitlines()[-1])
+            n = m["functions"]
+            print(f"memory per traced function ({n} functions): heap {m['heap_per_function']:.0f} bytes; "
+                  f"thunk {m['thunk_memory'] / n:.1f} bytes physical ({m['thunk_memory'] // 1024} KiB in all), "
+                  f"{m['thunk_bytes']} bytes of address space")
     return 0
 
 
