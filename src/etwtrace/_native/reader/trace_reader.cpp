@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 namespace etwtrace::reader {
@@ -129,7 +130,13 @@ public:
                     return false;
                 }
                 f.is_python = (flags & format::kFunctionIsPython) != 0;
-                f.line = static_cast<int32_t>(format::unzigzag(line));
+                // Lines are int32 in the writer: anything else is a corrupt record, and
+                // checking each step keeps the running sum from overflowing.
+                const int64_t first_line = format::unzigzag(line);
+                if (first_line < INT32_MIN || first_line > INT32_MAX) {
+                    return false;
+                }
+                f.line = static_cast<int32_t>(first_line);
                 f.source_file = file;
                 f.name = name;
                 f.lines.reserve(static_cast<size_t>(runs));
@@ -141,7 +148,14 @@ public:
                         return false;
                     }
                     offset += d_offset;
-                    run_line += format::unzigzag(d_line);
+                    const int64_t d = format::unzigzag(d_line);
+                    if (d < 2 * static_cast<int64_t>(INT32_MIN) || d > 2 * static_cast<int64_t>(INT32_MAX)) {
+                        return false;
+                    }
+                    run_line += d;
+                    if (run_line < INT32_MIN || run_line > INT32_MAX) {
+                        return false;
+                    }
                     f.lines.emplace_back(static_cast<uint32_t>(offset), static_cast<int32_t>(run_line));
                 }
                 e.kind = Kind::Function;
