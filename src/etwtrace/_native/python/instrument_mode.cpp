@@ -31,6 +31,7 @@
 
 #include "python/instrument_api.h"
 #include "python/instrument_state.h"
+#include "python/process_hooks.h"
 #include "python/tracer_mode.h"
 
 namespace etwtrace::py {
@@ -260,28 +261,7 @@ bool install_process_hooks() {
     if (g_process_hooks_installed) {
         return true;
     }
-    PyObject* atexit = PyImport_ImportModule("atexit");
-    PyObject* fn = atexit ? PyCFunction_New(&atexit_def, nullptr) : nullptr;
-    PyObject* r = fn ? PyObject_CallMethod(atexit, "register", "O", fn) : nullptr;
-    Py_XDECREF(r);
-    Py_XDECREF(fn);
-    Py_XDECREF(atexit);
-    if (!r) {
-        return false;
-    }
-    PyObject* os = PyImport_ImportModule("os");
-    fn = os ? PyCFunction_New(&after_fork_def, nullptr) : nullptr;
-    PyObject* kwargs = fn ? Py_BuildValue("{sO}", "after_in_child", fn) : nullptr;
-    PyObject* reg = kwargs ? PyObject_GetAttrString(os, "register_at_fork") : nullptr;
-    PyObject* args = reg ? PyTuple_New(0) : nullptr;
-    r = args ? PyObject_Call(reg, args, kwargs) : nullptr;
-    Py_XDECREF(r);
-    Py_XDECREF(args);
-    Py_XDECREF(reg);
-    Py_XDECREF(kwargs);
-    Py_XDECREF(fn);
-    Py_XDECREF(os);
-    if (!r) {
+    if (!call_with_builtin("atexit", "register", &atexit_def) || !register_after_fork_in_child(&after_fork_def)) {
         return false;
     }
     g_process_hooks_installed = true;

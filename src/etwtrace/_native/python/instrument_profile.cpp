@@ -3,6 +3,7 @@
 // interpreter's thread list; new ones through threading's bootstrap (threading.setprofile)
 // or, for _thread.start_new_thread, a wrapper that sets the profile function first.
 #include "python/instrument_state.h"
+#include "python/process_hooks.h"
 
 namespace etwtrace::py::instrument {
 namespace {
@@ -66,12 +67,17 @@ int profile_hook(PyObject*, PyFrameObject* frame, int what, PyObject* arg) {
     return 0;
 }
 
-// Called by threading's bootstrap (threading.setprofile) in every new thread: swaps itself
-// for the C profile function.
-PyObject* thread_bootstrap(PyObject*, PyObject*) {
+// A thread that starts while tracing: give it the C profile function.
+void profile_this_thread() {
     if (g_enabled && !g_use_monitoring) {
         compat::set_thread_profile(PyThreadState_Get(), profile_hook, nullptr);
     }
+}
+
+// Called by threading's bootstrap (threading.setprofile) in every new thread: swaps itself
+// for the C profile function.
+PyObject* thread_bootstrap(PyObject*, PyObject*) {
+    profile_this_thread();
     Py_RETURN_NONE;
 }
 PyMethodDef thread_bootstrap_def = {"_etwtrace_thread_bootstrap", thread_bootstrap, METH_VARARGS, nullptr};
@@ -84,9 +90,7 @@ PyObject* g_original_start_new_thread = nullptr;
 
 // self: (function, args, kwargs or None)
 PyObject* thread_entry(PyObject* packed, PyObject*) {
-    if (g_enabled && !g_use_monitoring) {
-        compat::set_thread_profile(PyThreadState_Get(), profile_hook, nullptr);
-    }
+    profile_this_thread();
     PyObject* function = PyTuple_GET_ITEM(packed, 0);
     PyObject* kwargs = PyTuple_GET_ITEM(packed, 2);
     PyObject* result = PyObject_Call(function, PyTuple_GET_ITEM(packed, 1), kwargs == Py_None ? nullptr : kwargs);
@@ -156,13 +160,7 @@ void hook_start_new_thread(bool install) {
 }  // namespace
 
 bool install_profile_hooks() {
-    PyObject* threading = PyImport_ImportModule("threading");
-    PyObject* fn = threading ? PyCFunction_New(&thread_bootstrap_def, nullptr) : nullptr;
-    PyObject* r = fn ? PyObject_CallMethod(threading, "setprofile", "O", fn) : nullptr;
-    Py_XDECREF(r);
-    Py_XDECREF(fn);
-    Py_XDECREF(threading);
-    if (!r) {
+    if (!call_with_builtin("threading", "setprofile", &thread_bootstrap_def)) {
         return false;
     }
     hook_start_new_thread(true);

@@ -22,6 +22,7 @@
 #include "probes/probes.h"
 #include "python/compat.h"
 #include "python/function_registry.h"
+#include "python/process_hooks.h"
 #include "python/stack_mode.h"
 #include "python/tracer_mode.h"
 #include "symbols/safe_file.h"
@@ -176,25 +177,7 @@ bool install_fork_handlers() {
         PyErr_SetString(PyExc_RuntimeError, "etwtrace: pthread_atfork failed");
         return false;
     }
-    PyObject* os = PyImport_ImportModule("os");
-    if (!os) {
-        return false;
-    }
-    PyObject* register_at_fork = PyObject_GetAttrString(os, "register_at_fork");
-    Py_DECREF(os);
-    if (!register_at_fork) {
-        return false;
-    }
-    PyObject* callback = PyCFunction_New(&after_fork_def, nullptr);
-    PyObject* args = PyTuple_New(0);
-    PyObject* kwargs = callback && args ? Py_BuildValue("{sO}", "after_in_child", callback) : nullptr;
-    PyObject* result = kwargs ? PyObject_Call(register_at_fork, args, kwargs) : nullptr;
-    Py_XDECREF(result);
-    Py_XDECREF(kwargs);
-    Py_XDECREF(args);
-    Py_XDECREF(callback);
-    Py_DECREF(register_at_fork);
-    if (!result) {
+    if (!register_after_fork_in_child(&after_fork_def)) {
         return false;
     }
     state.fork_handlers = true;

@@ -1,0 +1,38 @@
+// process_hooks.h - registering one of our C functions with the interpreter's own hook points
+// (atexit, os.register_at_fork, threading.setprofile), shared by both tracing modes.
+#pragma once
+
+#include "python/compat.h"
+
+namespace etwtrace::py {
+
+// Calls `module`.`method`(f), f a new builtin made from `def`. False with an exception set.
+inline bool call_with_builtin(const char* module, const char* method, PyMethodDef* def) {
+    PyObject* mod = PyImport_ImportModule(module);
+    PyObject* fn = mod ? PyCFunction_New(def, nullptr) : nullptr;
+    PyObject* result = fn ? PyObject_CallMethod(mod, method, "O", fn) : nullptr;
+    Py_XDECREF(result);
+    Py_XDECREF(fn);
+    Py_XDECREF(mod);
+    return result != nullptr;
+}
+
+// os.register_at_fork(after_in_child=f), f a new builtin made from `def`. False with an
+// exception set.
+inline bool register_after_fork_in_child(PyMethodDef* def) {
+    PyObject* os = PyImport_ImportModule("os");
+    PyObject* register_at_fork = os ? PyObject_GetAttrString(os, "register_at_fork") : nullptr;
+    PyObject* callback = register_at_fork ? PyCFunction_New(def, nullptr) : nullptr;
+    PyObject* args = callback ? PyTuple_New(0) : nullptr;
+    PyObject* kwargs = args ? Py_BuildValue("{sO}", "after_in_child", callback) : nullptr;
+    PyObject* result = kwargs ? PyObject_Call(register_at_fork, args, kwargs) : nullptr;
+    Py_XDECREF(result);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(callback);
+    Py_XDECREF(register_at_fork);
+    Py_XDECREF(os);
+    return result != nullptr;
+}
+
+}  // namespace etwtrace::py
