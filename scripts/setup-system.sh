@@ -10,6 +10,8 @@ packages=(
   g++ cmake ninja-build
   clang               # libFuzzer for the trace-reader fuzz target
   valgrind            # callgrind instruction counts in benchmarks
+  chromium            # headless browser: loads the report's HTML and SVG in the tests
+  golang-go           # `go tool pprof` reads the report's pprof files in the tests
 )
 
 missing=()
