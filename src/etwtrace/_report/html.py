@@ -40,7 +40,7 @@ def write(profile, out, options):
     else:
         parts.append("<p class=\"empty\">This capture holds no samples, switches or calls to draw.</p>\n")
     parts.append("</body>\n</html>\n")
-    out.write("".join(parts).encode("utf-8", "surrogateescape"))
+    out.write("".join(parts).encode("utf-8", "replace"))  # a lone surrogate becomes "?"
 
 
 def _text(value):
