@@ -52,6 +52,7 @@ class Browser:
 
         self.timeout = timeout
         self.errors = []
+        self.prompt_answers = []  # what to type into the page's next prompt() dialogs
         self._events = []
         self._next_id = 0
         self._profile_dir = tempfile.mkdtemp(prefix="etwtrace-chromium-")
@@ -101,18 +102,23 @@ class Browser:
 
     def send(self, method, params=None, session=False):
         """Send one command and return its result, keeping the events that arrive meanwhile."""
+        expected = self._post(method, params, session)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = self._receive(deadline)
+            if reply.get("id") == expected:
+                if "error" in reply:
+                    raise BrowserError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def _post(self, method, params, session):
+        """Send one command without waiting for its reply; its id."""
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
             message["sessionId"] = self._session
         self._socket.send(json.dumps(message))
-        deadline = time.monotonic() + self.timeout
-        while True:
-            reply = self._receive(deadline)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise BrowserError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
+        return self._next_id
 
     def _receive(self, deadline):
         if time.monotonic() > deadline:
@@ -133,6 +139,14 @@ class Browser:
             self.errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params.get("args", [])))
         elif event["method"] == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             self.errors.append("log: " + params["entry"].get("text", ""))
+        elif event["method"] == "Page.javascriptDialogOpening":
+            # Answered here: the page is blocked (and so may be the command that opened it).
+            if params.get("type") == "prompt" and self.prompt_answers:
+                answer = {"accept": True, "promptText": self.prompt_answers.pop(0)}
+            else:
+                self.errors.append(f"unexpected {params.get('type')} dialog: {params.get('message')}")
+                answer = {"accept": False}
+            self._post("Page.handleJavaScriptDialog", answer, session=True)
 
     def wait_for_event(self, method):
         deadline = time.monotonic() + self.timeout

@@ -36,7 +36,7 @@ KIND_TITLES = {PYTHON: "Python", NATIVE: "native", KERNEL: "kernel", TAG: "stack
 # chosen by a hash of its name, so one function keeps its colour across graphs and runs.
 _PALETTES = {
     PYTHON: ((95, 200), 0.45, (0.55, 0.72)),  # greens to blues
-    NATIVE: ((22, 48), 0.80, (0.55, 0.68)),  # oranges
+    NATIVE: ((20, 40), 0.80, (0.55, 0.68)),  # oranges
     KERNEL: ((350, 372), 0.65, (0.60, 0.70)),  # reds
     TAG: ((0, 0), 0.0, (0.70, 0.80)),  # greys
 }
@@ -83,8 +83,15 @@ class FlameTree:
         return weights
 
 
-def build_tree(profile, metric):
-    """The FlameTree of `metric` over all threads."""
+def frame_labels(profile):
+    """Every frame's label, by frame number: computed once for a whole report."""
+    return [key.label for key in profile.frames]
+
+
+def build_tree(profile, metric, labels=None):
+    """The FlameTree of `metric` over all threads; `labels` from frame_labels, to reuse them."""
+    if labels is None:
+        labels = frame_labels(profile)
     # Each trie node is [total weight, {frame number: child node}].
     root = [0, {}]
     for stack, weight in profile.stack_weights(metric).items():
@@ -99,14 +106,9 @@ def build_tree(profile, metric):
             child[0] += weight
             node = child
 
-    labels = {}
-
     def order(item):
         frame, node = item
-        label = labels.get(frame)
-        if label is None:
-            label = labels[frame] = profile.frames[frame].label
-        return (-node[0], label)
+        return (-node[0], labels[frame])
 
     frames, totals, depths = [], [], []
     pending = [(-1, root, 0)]  # explicit stack: no recursion limit on deep stacks
@@ -115,21 +117,40 @@ def build_tree(profile, metric):
         frames.append(frame)
         totals.append(node[0])
         depths.append(depth)
-        children = sorted(node[1].items(), key=order)
+        children = node[1].items()
+        if len(children) > 1:
+            children = sorted(children, key=order)
         pending.extend((f, n, depth + 1) for f, n in reversed(children))
     return FlameTree(metric, frames, totals, depths)
 
 
+_SHADES = 64  # colours per kind: enough to tell neighbours apart, few enough to compute once
+
+
+def _rgb(hue, saturation, lightness):
+    red, green, blue = colorsys.hls_to_rgb(hue % 360 / 360, lightness, saturation)
+    return "#%02x%02x%02x" % (round(red * 255), round(green * 255), round(blue * 255))
+
+
+def _palette(kind):
+    (hue_low, hue_high), saturation, (light_low, light_high) = _PALETTES[kind]
+    out = []
+    for shade in range(_SHADES):
+        # Hue and lightness step at different rates, so neighbouring shades differ in both.
+        hue_share = shade / (_SHADES - 1)
+        light_share = (shade * 37 % _SHADES) / (_SHADES - 1)
+        out.append(_rgb(hue_low + (hue_high - hue_low) * hue_share, saturation,
+                        light_low + (light_high - light_low) * light_share))
+    return out
+
+
+_COLORS = {kind: _palette(kind) for kind in _PALETTES}
+
+
 def frame_color(key):
     """The fill colour (``#rrggbb``) of a FrameKey: its kind's palette, picked by its name."""
-    (hue_low, hue_high), saturation, (light_low, light_high) = _PALETTES.get(key.kind, _PALETTES[TAG])
-    digest = zlib.crc32(key.name.encode("utf-8", "surrogatepass"))
-    share = (digest & 0xFFFF) / 0xFFFF
-    shade = ((digest >> 16) & 0xFFFF) / 0xFFFF
-    hue = (hue_low + (hue_high - hue_low) * share) % 360
-    lightness = light_low + (light_high - light_low) * shade
-    red, green, blue = colorsys.hls_to_rgb(hue / 360, lightness, saturation)
-    return "#%02x%02x%02x" % (round(red * 255), round(green * 255), round(blue * 255))
+    palette = _COLORS.get(key.kind, _COLORS[TAG])
+    return palette[zlib.crc32(key.name.encode("utf-8", "surrogatepass")) % _SHADES]
 
 
 def legend():
@@ -137,9 +158,7 @@ def legend():
     out = []
     for kind in (PYTHON, NATIVE, KERNEL, TAG):
         (hue_low, hue_high), saturation, (light_low, light_high) = _PALETTES[kind]
-        red, green, blue = colorsys.hls_to_rgb(((hue_low + hue_high) / 2 % 360) / 360,
-                                               (light_low + light_high) / 2, saturation)
-        out.append((KIND_TITLES[kind], "#%02x%02x%02x" % (round(red * 255), round(green * 255), round(blue * 255))))
+        out.append((KIND_TITLES[kind], _rgb((hue_low + hue_high) / 2, saturation, (light_low + light_high) / 2)))
     return out
 
 

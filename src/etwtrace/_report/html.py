@@ -20,7 +20,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 def write(profile, out, options):
     title = options.title or profile.source or "etwtrace report"
     metrics = profile.metrics
-    trees = [flamegraph.build_tree(profile, metric) for metric in metrics]
+    labels = flamegraph.frame_labels(profile)
+    trees = [flamegraph.build_tree(profile, metric, labels) for metric in metrics]
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
@@ -31,10 +32,10 @@ def write(profile, out, options):
         _health_box(profile),
     ]
     if trees:
-        parts += [_tabs(profile, trees), _toolbar(), _graph(), _summaries(profile, trees, options.top)]
+        parts += [_tabs(profile, trees), _toolbar(), _graph(), _summaries(profile, trees, labels, options.top)]
         parts += [
             "<script type=\"application/json\" id=\"flamegraph-data\">",
-            _script_json(_data(profile, trees)),
+            _script_json(_data(profile, trees, labels)),
             "</script>\n<script>\n", _asset("flamegraph.js"), "</script>\n",
         ]
     else:
@@ -62,10 +63,10 @@ def _script_json(value):
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def _data(profile, trees):
+def _data(profile, trees, labels):
     kind_index = {kind: i for i, kind in enumerate(KINDS)}
-    frames = [[key.label, kind_index.get(key.kind, kind_index["tag"]), flamegraph.frame_location(key),
-               flamegraph.frame_color(key)] for key in profile.frames]
+    frames = [[label, kind_index.get(key.kind, kind_index["tag"]), flamegraph.frame_location(key),
+               flamegraph.frame_color(key)] for key, label in zip(profile.frames, labels)]
     return {
         "frames": frames,
         "rootColor": flamegraph.ROOT_COLOR,
@@ -168,7 +169,7 @@ def _graph():
             "to draw.</p>\n<div id=\"flamegraph-tooltip\" hidden></div>\n")
 
 
-def _summaries(profile, trees, top):
+def _summaries(profile, trees, labels, top):
     sections = []
     for i, tree in enumerate(trees):
         rows = flamegraph.python_function_table(profile, tree.metric)
@@ -177,8 +178,8 @@ def _summaries(profile, trees, top):
         if not rows:
             body = "<p class=\"empty\">No Python function has weight in this metric.</p>"
         else:
-            by_self = sorted(rows, key=lambda r: (-r[1], -r[2], profile.frames[r[0]].label))[:top]
-            by_total = sorted(rows, key=lambda r: (-r[2], -r[1], profile.frames[r[0]].label))[:top]
+            by_self = sorted(rows, key=lambda r: (-r[1], -r[2], labels[r[0]]))[:top]
+            by_total = sorted(rows, key=lambda r: (-r[2], -r[1], labels[r[0]]))[:top]
             body = ("<div class=\"tables\">"
                     f"<div><h3>Top Python functions by self</h3>{_table(profile, tree, by_self)}</div>"
                     f"<div><h3>Top Python functions by total</h3>{_table(profile, tree, by_total)}</div>"
@@ -203,7 +204,7 @@ def _table(profile, tree, rows):
             f"<td class=\"function\">{_text(key.name)}<br><span class=\"where\">"
             f"{_text(flamegraph.frame_location(key))}</span></td>"
             f"<td class=\"number\">{_text(_cell(profile, tree.metric, self_weight))}</td>"
-            f"<td class=\"number\">{flamegraph.percent(self_weight, tree.total)}</td>"
+            f"<td class=\"number\">{flamegraph.percent(self_weight, tree.total) if self_weight else '–'}</td>"
             f"<td class=\"number\">{_text(_cell(profile, tree.metric, total_weight))}</td>"
             f"<td class=\"number\">{flamegraph.percent(total_weight, tree.total)}</td>"
             + (f"<td class=\"number\">{calls.calls:,}</td>" if calls else

@@ -1,6 +1,6 @@
 // The HTML report's flame graphs: one icicle per metric, drawn on a canvas.
 //
-// The page embeds its data as JSON in <script id="flamegraph-data">: a frame table (label,
+// The page embeds its data as JSON in the "flamegraph-data" script element: a frame table (label,
 // kind, location, colour per frame) and, per metric, the merged call tree flat in pre-order
 // (parallel arrays f: frame number or -1 for the root, v: total weight, d: depth); see
 // flamegraph.py. Only frames at least MIN_WIDTH pixels wide are drawn: a parent's narrower
@@ -215,7 +215,7 @@
     if (tree.parent[node] >= 0) shares += ", " + percent(weight, tree.total[tree.parent[node]]) + " of parent";
     lines.push([shares, false]);
     const own = tree.selfWeight(node);
-    if (own !== weight) lines.push(["self: " + formatWeight(own) + " (" + percent(own, tree.total[0]) + ")", false]);
+    if (own !== weight) lines.push(["self: " + formatWeight(own) + ", " + percent(own, tree.total[0]) + " of total", false]);
     return lines;
   }
 
