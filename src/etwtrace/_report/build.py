@@ -302,17 +302,23 @@ class _Builder:
     def _tag_frame(self, tag):
         return self.frame_number(FrameKey(TAG, tag))
 
-    def sample_stack(self, event):
+    def sample_stack(self, event, count_short=False):
         """The merged, folded stack number of a perf event (None: filtered out)."""
         native = []  # leaf first: (frame number, symbol, eval loop)
         previous = None
-        for frame in event.stack:
-            resolved = self.perf_frame(frame)
+        stack = event.stack
+        outermost = len(stack)
+        # Where the unwinder lost its way it adds a frame of no known module: not a frame.
+        while outermost and getattr(stack[outermost - 1], "module", None) in ("[unknown]", None) \
+                and not getattr(stack[outermost - 1], "symbol", None):
+            outermost -= 1
+        for i in range(outermost):
+            resolved = self.perf_frame(stack[i])
             if resolved[0] == previous and resolved[1] is None:
                 continue  # consecutive frames without symbols in one module read as one
             previous = resolved[0]
             native.append(resolved)
-        if native and (native[-1][1] not in THREAD_ROOTS):
+        if count_short and native and native[-1][1] not in THREAD_ROOTS:
             self.p.health.short_stacks += 1
         python_stack = getattr(event, "python_stack", None)
         if python_stack is None:
@@ -494,7 +500,7 @@ def _stream_events(builder, capture, traces, window, status):
                 if e.get("Event") in CPU_CLOCKS and e.get("Period"):
                     periods[0] += e["Period"]
                     periods[1] += 1
-                stack = builder.sample_stack(e)
+                stack = builder.sample_stack(e, count_short=True)
                 if stack is None:
                     continue
                 p.add("cpu", e.pid, tid, stack)

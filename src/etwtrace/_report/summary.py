@@ -253,9 +253,16 @@ class Summary:
         for stack, w in weights.items():
             frames = [p.frames[f] for f in p.stacks[stack]]
             python = [function_label(k) for k in frames if k.kind == PYTHON]
-            leaf = next((k for k in reversed(frames) if k.kind != KERNEL), frames[-1] if frames else None)
+            # What the Python code called that blocked: the first frame below the innermost
+            # Python frame (none: it was preempted in its own bytecode).
+            innermost = max((i for i, k in enumerate(frames) if k.kind == PYTHON), default=None)
+            if innermost is None:
+                below = [k for k in frames if k.kind != KERNEL] or frames[-1:]
+                blocked = below[-1] if below else None
+            else:
+                blocked = frames[innermost + 1] if innermost + 1 < len(frames) else None
             chain = " > ".join(python[-2:]) or "(no Python frame)"
-            where = function_label(leaf) if leaf is not None and leaf.kind != PYTHON else ""
+            where = function_label(blocked) if blocked is not None else ""
             key = (chain, where)
             by_chain[key] = by_chain.get(key, 0) + w
         out = ["", self._bold(f"Off-CPU time by Python stack ({_ms(total)} ms switched out)"),
@@ -289,10 +296,10 @@ class Summary:
 
     def health_line(self):
         h = self.p.health
-        parts = [f"{h.samples:,} samples", f"{h.context_switches:,} context switches",
-                 f"{h.lost_chunks:,} lost chunks", f"{h.lost_events:,} lost events",
-                 f"{h.truncated_traces:,} damaged traces", f"{h.unresolved_frames:,} unresolved frames",
-                 f"{h.short_stacks:,} short stacks"]
+        parts = [f"{h.samples:,} samples", f"{h.context_switches:,} switches", f"{h.lost_chunks:,} lost chunks"]
+        if self.p.mode != "stack" or h.lost_events or h.truncated_traces:  # trace files were read
+            parts += [f"{h.lost_events:,} lost events", f"{h.truncated_traces:,} damaged traces"]
+        parts += [f"{h.unresolved_frames:,} unresolved frames", f"{h.short_stacks:,} short stacks"]
         if h.unmerged_samples:
             parts.append(f"{h.unmerged_samples:,} samples without their Python stack")
         line = "health: " + ", ".join(parts)
