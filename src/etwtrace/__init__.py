@@ -18,7 +18,7 @@ custom text, useful for finding spans of interest during analysis::
             # Code to trace
 """
 
-from ._reader import read  # noqa: E402 - trace reader (issue #5)
+from ._read import read
 from ._version import __version__
 
 __all__ = [
@@ -36,16 +36,22 @@ __all__ = [
 
 _tracer = None
 
-_MARK = 0
-_RANGE_START = 1
-_RANGE_STOP = 2
-_STACK = 3
+from ._schema import MARK as _MARK
+from ._schema import RANGE_START as _RANGE_START
+from ._schema import RANGE_STOP as _RANGE_STOP
+from ._schema import STACK_SAMPLE as _STACK
 
 
 def _native():
     from . import _etwtrace
 
     return _etwtrace
+
+
+def _package_prefix():
+    import os
+
+    return os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class _RangeMark:
@@ -88,16 +94,15 @@ class _TracingMixin:
             )
         import threading
 
-        self.ignore(__file__)
-        self.ignore(self._module.__file__)
         self.ignore(threading.__file__)
+        options = dict(self._options)
+        # etwtrace's own code (the launcher, the capture's child set-up) is never traced.
+        options["exclude_prefixes"] = [_package_prefix()]
         import os
 
-        here = os.path.dirname(os.path.abspath(__file__))
-        for entry in os.listdir(here):
-            if entry.endswith(".py"):
-                self.ignore(os.path.join(here, entry))
-        self._module.enable(self._mode, self._ignored_files, self._include_prefixes, self._options)
+        for folder, _dirs, files in os.walk(_package_prefix()):
+            self.ignore(*(os.path.join(folder, f) for f in files if f.endswith(".py")))
+        self._module.enable(self._mode, self._ignored_files, self._include_prefixes, options)
         _tracer = self
 
     def disable(self):
@@ -159,14 +164,9 @@ def enable_if(enable_var, type_var):
 
     if enable_var and os.getenv(enable_var, "0").lower()[:1] in ("0", "n", "f", ""):
         return
-    orig_argv = getattr(sys, "orig_argv", None)
-    if orig_argv is None:
-        # 3.9 has no sys.orig_argv: /proc tells how this interpreter was started.
-        try:
-            with open("/proc/self/cmdline", "rb") as f:
-                orig_argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-        except OSError:
-            orig_argv = []
+    from ._argv import original_argv
+
+    orig_argv = original_argv()
     if orig_argv[1:3] == ["-m", "etwtrace"]:
         print("Skipping automatic tracing for etwtrace module", file=sys.stderr)
         return

@@ -12,6 +12,7 @@ import pytest
 
 import etwtrace
 import etwtrace._cli as CLI
+import etwtrace._cli.pth as PTH
 
 
 @pytest.mark.parametrize("help_opt", [["-?"], ["-h"], ["--help"], []])
@@ -83,7 +84,7 @@ def test_cli_capture_needs_a_path(args, capsys):
 
 
 def _enable(monkeypatch, tmp_path, capsys, args):
-    monkeypatch.setattr(CLI, "_site_packages", lambda: str(tmp_path))
+    monkeypatch.setattr(PTH, "_site_packages", lambda: str(tmp_path))
     assert 0 == CLI.main(args)
     out, _ = capsys.readouterr()
     assert f"Created {tmp_path}" in out
@@ -117,7 +118,7 @@ def test_cli_disable_removes_only_our_files(capsys, monkeypatch, tmp_path):
     (tmp_path / "2" / "etwtrace.pth").write_text(ours)
     (tmp_path / "3" / "etwtrace.pth").write_text("import somebody_else\n")  # not ours
     monkeypatch.setattr(sys, "path", [str(tmp_path / d) for d in ("1", "2", "3")])
-    monkeypatch.setattr(CLI, "_site_packages", lambda: str(tmp_path / "1"))
+    monkeypatch.setattr(PTH, "_site_packages", lambda: str(tmp_path / "1"))
     assert 0 == CLI.main(["--disable"])
     out = capsys.readouterr().out
     assert f"Removed {tmp_path / '1' / 'etwtrace.pth'}" in out
@@ -128,7 +129,7 @@ def test_cli_disable_removes_only_our_files(capsys, monkeypatch, tmp_path):
 
 def test_cli_disable_when_not_enabled(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "path", [str(tmp_path)])
-    monkeypatch.setattr(CLI, "_site_packages", lambda: str(tmp_path))
+    monkeypatch.setattr(PTH, "_site_packages", lambda: str(tmp_path))
     assert 0 == CLI.main(["--disable"])
     assert "No etwtrace.pth was found" in capsys.readouterr().out
 

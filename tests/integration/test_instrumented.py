@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import etwtrace
-from etwtrace._reader import TraceFile
+from etwtrace._read import TraceFile
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "instrumented"
 # Upstream's scenarios (basic, by_arg, threaded) are shared by every mode's tests.

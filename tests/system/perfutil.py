@@ -64,11 +64,11 @@ def usdt_events(library, probes):
 
     One tracefs group per test process (`etwtest_<pid>`), one event per probe *site* (a probe
     inlined in several places has several sites: `mark`, `mark_1`, ...), each with its SDT
-    semaphore and upstream's typed fields (see etwtrace._perfprobes). Unlike `perf probe
+    semaphore and upstream's typed fields (see etwtrace._capture.probes). Unlike `perf probe
     %sdt_...`, this neither touches ~/.debug nor fights other users over the global
     `sdt_etwtrace` group.
     """
-    from etwtrace import _perfprobes
+    from etwtrace._capture import probes as _perfprobes
 
     problem = tracefs_problem()
     if problem:

@@ -390,14 +390,14 @@ def test_fails_when_perf_is_not_permitted(tmp_path):
 
 
 def test_permission_check_names_the_paranoid_level(monkeypatch):
-    from etwtrace import _capture
+    from etwtrace import _perf
 
-    monkeypatch.setattr(_capture, "_privileged", lambda: False)
-    monkeypatch.setattr(_capture, "_paranoid", lambda: 3)
-    message = _capture.check_permission()
+    monkeypatch.setattr(_perf, "privileged", lambda: False)
+    monkeypatch.setattr(_perf, "paranoid_level", lambda: 3)
+    message = _perf.permission_problem()
     assert "perf_event_paranoid is 3" in message and "sysctl kernel.perf_event_paranoid=2" in message
-    monkeypatch.setattr(_capture, "_paranoid", lambda: 2)
-    assert _capture.check_permission() is None
+    monkeypatch.setattr(_perf, "paranoid_level", lambda: 2)
+    assert _perf.permission_problem() is None
 
 
 def test_without_tracefs_records_without_probes(tmp_path):
@@ -449,7 +449,7 @@ def test_capture_profile_needs_capture(tmp_path):
 
 def test_probes_are_removed_after_the_capture(tmp_path):
     capture(tmp_path, "basic.py")
-    from etwtrace import _perfprobes
+    from etwtrace._capture import probes as _perfprobes
 
     tracefs = _perfprobes.find_tracefs(mount=False)
     if tracefs:
@@ -462,3 +462,31 @@ def test_probes_are_removed_after_the_capture(tmp_path):
 def _pid_alive(line):
     pid = line.split("/", 1)[0].split("_", 1)[1]
     return os.path.exists(f"/proc/{pid}")
+
+
+FIELD_TYPES = {"FunctionID": int, "BeginAddress": int, "EndAddress": int, "LineNumber": int,
+               "SourceFile": str, "Name": str, "IsPythonCode": bool}
+
+
+@pytest.mark.parametrize("mode", ["--stack", "--instrument"])
+def test_one_event_model_with_one_type_per_field(tmp_path, mode):
+    """Captures of both modes, and the trace file alone, give the same Event and Frame types."""
+    from etwtrace._read import Event, Frame, TraceFile
+
+    _, path = capture(tmp_path, "basic.py", mode=mode)
+    events = list(etwtrace.read(path))
+    sources = [events]
+    traces = sorted((path / "traces").glob("*.etwtrace")) if mode == "--instrument" else []
+    if traces:
+        sources.append(list(TraceFile(traces[0]).events()))
+    for source in sources:
+        assert {type(e) for e in source} == {Event}
+        functions = [e for e in source if e.name == "PythonFunction"]
+        assert functions
+        for e in functions:
+            assert {k: type(e[k]) for k in FIELD_TYPES} == FIELD_TYPES, e
+        samples = [e for e in source if e.name == "PythonStackSample"]
+        assert samples and all(isinstance(f, Frame) for e in samples for f in e.stack)
+        python = [f for e in samples for f in e.stack if f.is_python]
+        assert python and {f.name for f in python} >= {"a", "b"}
+        assert all(isinstance(f.source_file, str) and isinstance(f.line, int) for f in python)

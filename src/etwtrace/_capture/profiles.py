@@ -8,16 +8,13 @@ perf record event arguments once the capture knows which probe events exist.
 import configparser
 import shlex
 
-DEFAULT_PROFILE = "Default"
+from .._errors import ProfileError
+from .._schema import PROBE_NAMES
 
-PROBE_NAMES = ("thread", "function", "mark", "stack_sample", "function_push", "function_pop")
+DEFAULT_PROFILE = "Default"
 
 _TRUE = ("yes", "true", "on", "1")
 _FALSE = ("no", "false", "off", "0", "")
-
-
-class ProfileError(Exception):
-    """A profile file or name is unusable; the message is one sentence with the fix."""
 
 
 def _flag(section, key, default, where):

@@ -1,4 +1,4 @@
-"""--capture PATH: record the launched program with `perf record` into a capture bundle.
+"""The capture supervisor: record the launched program with `perf record` into a capture bundle.
 
 Design: the launcher that sees --capture does not run the target itself. It checks everything a
 capture needs, registers the etwtrace USDT probes, and then runs
@@ -14,10 +14,9 @@ into PATH, writes manifest.json and removes the temporary files. Attaching `perf
 the launcher itself was rejected: it races with the target's first instructions, and nobody
 would be left to finish the capture after os._exit or a crash.
 
-The bundle layout is documented in docs/capture.md.
+The bundle layout is _bundle.py (prose: docs/capture.md).
 """
 
-import json
 import os
 import shutil
 import signal
@@ -25,29 +24,14 @@ import subprocess
 import sys
 import time
 
-from . import _perfprobes
-from ._perfprofile import ProfileError
-from ._perfprofile import load as load_profile
-
-FORMAT = "etwtrace-capture"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-
-# Set for the traced child by the supervisor.
-ENV_CAPTURE = "ETWTRACE_CAPTURE_DIR"  # the capture being written (child: where its files go)
-ENV_STDERR_FD = "ETWTRACE_CAPTURE_STDERR_FD"  # the user's stderr (perf's own goes to a log)
-ENV_PGID = "ETWTRACE_CAPTURE_PGID"  # the launcher's process group, which the target rejoins
-# Where an instrumented tracer writes its trace files (one per process); inherited by the
-# target's child processes so that traced children land in the same capture.
-ENV_TRACE_DIR = "ETWTRACE_TRACE_DIR"
-# The perf executable to use (default: `perf` on PATH).
-ENV_PERF = "ETWTRACE_PERF"
-
-DEBIAN_PACKAGE = "linux-perf"
-
-
-class CaptureError(Exception):
-    """A capture cannot start or finish; the message is one sentence with the fix."""
+from .. import _bundle
+from .._bundle import write_manifest
+from .._errors import CaptureError
+from .._perf import find_perf, paranoid_level, permission_problem, privileged
+from . import probes as _probes
+from .child import ENV_CAPTURE, ENV_PGID, ENV_STDERR_FD, ENV_TRACE_DIR, child_command
+from .preflight import check_destination, extension_library
+from .profiles import load as load_profile
 
 
 def _warn(message):
@@ -56,181 +40,6 @@ def _warn(message):
 
 def _info(message):
     print(f"etwtrace: {message}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks made before anything runs
-
-
-def is_capture(path):
-    """True if `path` is a directory holding an etwtrace capture manifest."""
-    try:
-        with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:
-            return json.load(f).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def check_destination(path):
-    """Absolute PATH if a capture may be written there, else CaptureError."""
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        raise CaptureError(
-            f"the directory {parent} does not exist; create it first (mkdir -p {parent}) "
-            "or give --capture a path in an existing directory")
-    if os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path)):
-        raise CaptureError(
-            f"{path} already exists and is not an etwtrace capture; choose another --capture "
-            "path or remove that file yourself")
-    if os.path.isdir(path) and os.listdir(path) and not is_capture(path):
-        raise CaptureError(
-            f"{path} is a directory that is not an etwtrace capture; choose another --capture "
-            "path (an existing capture is replaced, anything else is left alone)")
-    if not os.access(parent, os.W_OK):
-        raise CaptureError(f"cannot write in {parent}; choose a --capture path in a writable directory")
-    return path
-
-
-def find_perf():
-    """The perf command, or CaptureError saying how to install it."""
-    perf = os.environ.get(ENV_PERF) or shutil.which("perf")
-    if not perf or not os.path.exists(perf):
-        raise CaptureError(
-            f"perf is not installed; install it with `apt-get install {DEBIAN_PACKAGE}` (Debian; "
-            "`linux-tools-$(uname -r)` on Ubuntu) and run again")
-    try:
-        out = subprocess.run([perf, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             timeout=30)
-    except OSError as ex:
-        raise CaptureError(f"perf ({perf}) cannot be run ({ex.strerror}); reinstall {DEBIAN_PACKAGE}") from None
-    text = out.stdout.decode(errors="replace").strip()
-    if out.returncode != 0 or not text.startswith("perf version"):
-        first = text.splitlines()[-1] if text else f"exit status {out.returncode}"
-        raise CaptureError(
-            f"perf does not work here ({first}); install the perf matching this kernel "
-            f"(`apt-get install {DEBIAN_PACKAGE}` on Debian)")
-    return perf, text.split()[-1]
-
-
-def _paranoid():
-    try:
-        with open("/proc/sys/kernel/perf_event_paranoid") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _privileged():
-    """Root, or CAP_PERFMON (38) / CAP_SYS_ADMIN (21) in the effective set."""
-    if os.geteuid() == 0:
-        return True
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    caps = int(line.split()[1], 16)
-                    return bool(caps & (1 << 38) or caps & (1 << 21))
-    except (OSError, ValueError):
-        pass
-    return False
-
-
-def check_permission():
-    """None if perf may record this user's processes, else the one-sentence reason."""
-    if _privileged():
-        return None
-    level = _paranoid()
-    if level is not None and level > 2:
-        return (f"perf is not permitted for this user (kernel.perf_event_paranoid is {level}); "
-                "run as root, or allow it with `sudo sysctl kernel.perf_event_paranoid=2`")
-    return None
-
-
-def extension_library():
-    """Path of the built native module, whose USDT probes the capture records."""
-    from . import _etwtrace
-
-    return _etwtrace.__file__
-
-
-# ---------------------------------------------------------------------------------------------
-# The traced child's side
-
-
-def child_setup():
-    """Called by the launcher in the traced child: restore stderr, note that the target starts."""
-    capture = os.environ.pop(ENV_CAPTURE, None)
-    fd = os.environ.pop(ENV_STDERR_FD, None)
-    pgid = os.environ.pop(ENV_PGID, None)
-    if pgid:
-        # Back into the launcher's (the terminal's) process group: Ctrl-C reaches the target
-        # as it would untraced, while perf, in a group of its own, records until the end.
-        try:
-            os.setpgid(0, int(pgid))
-        except (OSError, ValueError):
-            pass
-    if fd:
-        try:
-            os.dup2(int(fd), 2)
-            os.close(int(fd))
-        except (OSError, ValueError):
-            pass
-    # perf 6.1 loses the stacks of a process started with vfork() and exec (its DWARF unwinder
-    # keeps the parent's address space), and subprocess uses vfork (or posix_spawn, which
-    # vforks too) where it can: make this process's subprocesses fork, as before 3.10.
-    import subprocess as _subprocess
-
-    for flag in ("_USE_VFORK", "_USE_POSIX_SPAWN"):
-        if getattr(_subprocess, flag, False):
-            setattr(_subprocess, flag, False)
-    if capture:
-        try:
-            with open(os.path.join(capture, "started"), "w") as f:
-                f.write(f"{os.getpid()}\n")
-        except OSError:
-            pass
-
-
-def _interpreter_flags():
-    """The options this interpreter was started with (-X ..., -I, -u ...), for the re-run.
-
-    Taken from the command line itself (sys.orig_argv, or /proc on 3.9) up to `-m etwtrace` or
-    the console script, so every option passes, -X perf_jit included.
-    """
-    argv = getattr(sys, "orig_argv", None)
-    if argv is None:
-        try:
-            with open("/proc/self/cmdline", "rb") as f:
-                argv = [a.decode(errors="surrogateescape") for a in f.read().split(b"\0")[:-1]]
-        except OSError:
-            return list(subprocess._args_from_interpreter_flags())
-    flags = []
-    args = list(argv[1:])
-    while args:
-        arg = args.pop(0)
-        if arg == "--" or not arg.startswith("-") or arg.startswith("-m") or arg.startswith("-c"):
-            break
-        flags.append(arg)
-        if arg in ("-X", "-W", "--check-hash-based-pycs") and args:
-            flags.append(args.pop(0))
-    return flags
-
-
-# ---------------------------------------------------------------------------------------------
-# The supervisor
-
-
-def _mode_option(tracer):
-    return "--instrumented" if getattr(tracer, "_mode", "stack") == "instrumented" else "--stack"
-
-
-def _write_manifest(path, manifest):
-    tmp = os.path.join(path, MANIFEST + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, os.path.join(path, MANIFEST))
 
 
 def _prepare_directory(path):
@@ -249,7 +58,7 @@ def _prepare_directory(path):
 def _translate_perf_failure(log_text, perf):
     text = log_text.lower()
     if "perf_event_paranoid" in text or "permission" in text or "access to performance monitoring" in text:
-        level = _paranoid()
+        level = paranoid_level()
         return (f"perf is not permitted to record here (kernel.perf_event_paranoid is {level}); "
                 "run as root, or allow it with `sudo sysctl kernel.perf_event_paranoid=2`")
     lines = [ln.strip() for ln in log_text.splitlines() if ln.strip() and not ln.startswith("[ perf")]
@@ -308,8 +117,9 @@ def _collect(path, perf, buildid_dir, started_at, raw):
     import glob
 
     pids, _dumps = _recorded_tasks(perf, raw, buildid_dir)
-    jit_dir = os.path.join(path, "jit")
-    maps_dir = os.path.join(path, "maps")
+    bundle = _bundle.Bundle(path)
+    jit_dir = bundle.jit_dir
+    maps_dir = bundle.maps_dir
     perf_maps = []
     for pid in sorted(pids):
         stray = f"/tmp/jit-{pid}.dump"
@@ -359,13 +169,13 @@ def run(path, argv, tracer, profile_name=None, profile_file=None):
     """Run argv (script.py args... or -m module args...) under perf; returns the exit status."""
     try:
         return _run(path, argv, tracer, profile_name, profile_file)
-    except (CaptureError, ProfileError, _perfprobes.ProbeError) as ex:
+    except CaptureError as ex:
         print(f"etwtrace: {ex}", file=sys.stderr, flush=True)
         return 2
 
 
 def _run(path, argv, tracer, profile_name, profile_file):
-    instrumented = getattr(tracer, "_mode", "stack") == "instrumented"
+    instrumented = tracer._mode == "instrumented"
     path = check_destination(path)
     profile = load_profile(profile_file, profile_name)
 
@@ -373,7 +183,7 @@ def _run(path, argv, tracer, profile_name, profile_file):
     no_perf_reason = None
     try:
         perf, perf_version = find_perf()
-        no_perf_reason = check_permission()
+        no_perf_reason = permission_problem()
     except CaptureError as ex:
         no_perf_reason = str(ex)
     if no_perf_reason:
@@ -384,9 +194,9 @@ def _run(path, argv, tracer, profile_name, profile_file):
 
     tracefs = None
     probes = None
-    user_only = perf is not None and not _privileged()
+    user_only = perf is not None and not privileged()
     if perf and profile.needs_tracefs:
-        tracefs = None if user_only else _perfprobes.find_tracefs(mount=True)
+        tracefs = None if user_only else _probes.find_tracefs(mount=True)
         if tracefs is None and user_only:
             if profile.require_tracefs:
                 raise CaptureError(f"profile {profile.name} needs tracefs, which only root can use; run as root")
@@ -404,8 +214,8 @@ def _run(path, argv, tracer, profile_name, profile_file):
     _prepare_directory(path)
     started_at = time.time()
     manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format": _bundle.FORMAT,
+        "format_version": _bundle.FORMAT_VERSION,
         "complete": False,
         "mode": "instrumented" if instrumented else "stack",
         "command": list(argv),
@@ -415,18 +225,18 @@ def _run(path, argv, tracer, profile_name, profile_file):
         "profile": profile.to_dict(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
     }
-    _write_manifest(path, manifest)
+    write_manifest(path, manifest)
 
     try:
         if perf and tracefs and profile.probes:
             library = extension_library()
             try:
-                probes = _perfprobes.register(library, tracefs)
-            except _perfprobes.ProbeError as ex:
+                probes = _probes.register(library, tracefs)
+            except _probes.ProbeError as ex:
                 if profile.require_tracefs:
                     raise
                 _warn(f"{ex}; recording without the Python probes")
-                probes = _perfprobes.ProbeSet(tracefs, "", [])
+                probes = _probes.ProbeSet(tracefs, "", [])
             if not probes.names and probes.group:
                 _warn(f"{os.path.basename(library)} was built without USDT probes "
                       "(install systemtap-sdt-dev and rebuild); recording without them")
@@ -446,15 +256,16 @@ def _run(path, argv, tracer, profile_name, profile_file):
 
 def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, user_only,
             manifest, started_at, instrumented):
-    buildid_dir = os.path.join(path, "buildid")
-    trace_dir = os.path.join(path, "traces")
-    jit_dir = os.path.join(path, "jit")
+    bundle = _bundle.Bundle(path)
+    buildid_dir = bundle.buildid_dir
+    trace_dir = bundle.traces_dir
+    jit_dir = bundle.jit_dir
     os.makedirs(trace_dir)
     os.makedirs(jit_dir)
-    raw = os.path.join(path, "perf.raw")
-    log_path = os.path.join(path, "perf-record.log")
+    raw = bundle.perf_raw
+    log_path = bundle / _bundle.PERF_LOG
 
-    child = [sys.executable, *_interpreter_flags(), "-m", "etwtrace", _mode_option(tracer), "--", *argv]
+    child = child_command(tracer._mode, argv)
     env = dict(os.environ)
     env[ENV_CAPTURE] = path
     env[ENV_TRACE_DIR] = trace_dir
@@ -474,7 +285,7 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
     else:
         command = child
         manifest["perf"] = None
-    _write_manifest(path, manifest)
+    write_manifest(path, manifest)
 
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the target
     proc = None
@@ -519,14 +330,15 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
             started_at, ended_at):
     """After the target: check it ran, inject, collect, write the manifest, report."""
 
-    started = os.path.exists(os.path.join(path, "started"))
+    started_marker = os.path.join(path, _bundle.STARTED)
+    started = os.path.exists(started_marker)
     with open(log_path, "rb") as f:
         log_text = f.read().decode(errors="replace")
     if not started:
         message = _translate_perf_failure(log_text, perf) if perf else f"the target could not start (exit status {returncode})"
         shutil.rmtree(path, ignore_errors=True)
         raise CaptureError(message)
-    os.unlink(os.path.join(path, "started"))
+    os.unlink(started_marker)
     if not perf:
         os.unlink(log_path)
 
@@ -535,7 +347,7 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
 
     if perf:
         _info("finishing the capture (perf inject --jit)...")
-        data = os.path.join(path, "perf.data")
+        data = os.path.join(path, _bundle.PERF_DATA)
         inject = subprocess.run([perf, "--buildid-dir", buildid_dir, "inject", "--jit", "-i", raw, "-o", data],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if inject.returncode != 0 or not os.path.exists(data):
@@ -561,7 +373,7 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
     manifest["complete"] = True
     manifest["size_bytes"] = _du(path)
     binaries = _du(buildid_dir) if os.path.isdir(buildid_dir) else 0
-    _write_manifest(path, manifest)
+    write_manifest(path, manifest)
 
     sizes = f"{(manifest['size_bytes'] - binaries) / 1e6:.1f} MB of events"
     if binaries:
@@ -570,7 +382,7 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
     _info(f"look at it with: python -m etwtrace dump {_quote(path)}")
     if perf:
         _info(f"          or: perf --buildid-dir {_quote(buildid_dir)} report "
-              f"-i {_quote(os.path.join(path, 'perf.data'))}")
+              f"-i {_quote(os.path.join(path, _bundle.PERF_DATA))}")
     if returncode < 0 and -returncode == signal.SIGINT:
         # End like an interrupted program, so a calling shell sees the interruption.
         sys.stdout.flush()

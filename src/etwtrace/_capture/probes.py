@@ -19,28 +19,12 @@ import os
 import re
 import struct
 
+from .._errors import ProbeError
+from .._schema import PROBE_FIELDS, PROBE_GROUP_PREFIX
+
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
-GROUP_PREFIX = "etwtrace_"
 
-# Upstream field names and types of each probe's arguments, in probes.h order.
-# "string" arguments are pointers whose target text is recorded.
-PROBE_FIELDS = {
-    "thread": (("ThreadId", "u64"), ("Start", "s32")),
-    "function": (
-        ("FunctionID", "u32"),
-        ("BeginAddress", "u64"),
-        ("EndAddress", "u64"),
-        ("LineNumber", "s32"),
-        ("SourceFile", "string"),
-        ("Name", "string"),
-        ("IsPythonCode", "s32"),
-    ),
-    "mark": (("Mark", "string"), ("Kind", "s32")),
-    "stack_sample": (("Mark", "string"),),
-    "function_push": (("FunctionID", "u32"), ("Caller", "u32"), ("CallerLine", "s32")),
-    "function_pop": (("FunctionID", "u32"),),
-}
 
 # x86-64 SDT operand registers -> pt_regs names used by tracefs fetch arguments.
 _X86_REGS = {}
@@ -53,10 +37,6 @@ for _n in range(8, 16):
     for _suffix in ("", "d", "w", "b"):
         _X86_REGS[f"r{_n}{_suffix}"] = f"r{_n}"
 _X86_REGS["rip"] = "ip"
-
-
-class ProbeError(Exception):
-    """The probes cannot be registered; the message is one sentence with the fix."""
 
 
 class SdtNote:
@@ -230,7 +210,7 @@ def remove_stale_groups(tracefs):
     except OSError:
         return
     for line in existing:
-        m = re.match(r"^p:(" + GROUP_PREFIX + r"(\d+))/(\w+) ", line)
+        m = re.match(r"^p:(" + PROBE_GROUP_PREFIX + r"(\d+))/(\w+) ", line)
         if not m or os.path.exists(f"/proc/{m.group(2)}"):
             continue
         try:
@@ -275,7 +255,7 @@ class ProbeSet:
 
 def register(library, tracefs, group=None):
     """Register every site of every etwtrace probe in `library`; returns a ProbeSet (maybe empty)."""
-    group = group or f"{GROUP_PREFIX}{os.getpid()}"
+    group = group or f"{PROBE_GROUP_PREFIX}{os.getpid()}"
     remove_stale_groups(tracefs)
     path = os.path.realpath(library)
     probes = ProbeSet(tracefs, group, [])

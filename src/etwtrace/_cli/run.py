@@ -8,6 +8,8 @@ status passes through, and an uncaught exception prints the traceback an untrace
 import os
 import sys
 
+from .._errors import UsageError
+
 
 class _NullContext:
     def __enter__(self):
@@ -33,7 +35,7 @@ def _trim_traceback(tb, target_files):
 
 
 def _is_launcher_frame(filename):
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return filename.startswith(here) or os.path.basename(filename) == "runpy.py" or filename == "<frozen runpy>"
 
 
@@ -99,8 +101,6 @@ def run_target(argv, tracer, capture_path=None, capture_options=None):
 
     if argv[0] == "-m":
         if len(argv) < 2:
-            from ._cli import UsageError
-
             raise UsageError("-m needs a module name, for example: -- -m http.server 8000")
         module = argv[1]
         sys.argv[:] = [argv[0], *argv[2:]]
@@ -135,13 +135,15 @@ def run_target(argv, tracer, capture_path=None, capture_options=None):
     # --capture: this process becomes the supervisor and runs the target in a child recorded by
     # perf (see _capture). The child (marked by its environment) runs the target below.
     if capture_path is not None:
-        from . import _capture
+        from .. import _capture
 
         return _capture.run(capture_path, target_argv, tracer, **(capture_options or {}))
-    if os.environ.get("ETWTRACE_CAPTURE_DIR"):
-        from . import _capture
+    from .._capture.child import ENV_CAPTURE
 
-        _capture.child_setup()
+    if os.environ.get(ENV_CAPTURE):
+        from .._capture import child_setup
+
+        child_setup()
     with _NullContext():
         tracer.enable()
         try:

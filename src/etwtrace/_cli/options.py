@@ -1,0 +1,171 @@
+"""The launcher's options: one table, one parser.
+
+Options are Linux-style (`--long`, case-sensitive). Everything after `--` is the program to run
+(`script.py args...` or `-m module args...`). An argument the table does not know is collected
+and reported once, with the program then not run.
+"""
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from .._errors import UsageError
+
+HELP_TEXT = """\
+Usage: python -m etwtrace [--stack | --instrument] [--capture PATH] -- script.py [args...]
+       python -m etwtrace [--stack | --instrument] [--capture PATH] -- -m module [args...]
+       python -m etwtrace [--stack | --instrument] --capture PATH [--capture-profile NAME]
+                          [--profile-file FILE] -- script.py [args...]
+
+    Runs a script or module with tracing enabled, exactly as `python script.py args...` would
+    (same sys.argv, __main__, output and exit status).
+
+    --stack             Stack sampling (default): every Python function runs through its own
+                        native thunk, published in /tmp/perf-<pid>.map and a jitdump file, so
+                        `perf record` shows py::<qualname>:<file> frames.
+                          python -m etwtrace --stack -- app.py
+    --instrument, --instrumented
+                        Instrumentation: record entry and exit of every Python and C call.
+                          python -m etwtrace --instrument -- -m mypkg.cli --verbose
+    --capture PATH      Record the run with `perf record` (and the trace file in
+                        instrumented mode) and save everything in the directory PATH
+                        (replaced if it is an earlier capture; see docs/capture.md).
+                          python -m etwtrace --capture run.etwtrace -- app.py
+    --capture-profile NAME
+                        The recording profile to capture with: Default (CPU samples and
+                        context switches with DWARF stacks, plus the Python probes),
+                        Minimal (Python probes and process/thread events, no sampling),
+                        FramePointers, or any section of the profile file.
+                          python -m etwtrace --capture run.etwtrace --capture-profile Minimal -- app.py
+    --profile-file PATH Read the profiles from PATH instead of the shipped file (start
+                        from a copy of the file that --profile prints).
+                          python -m etwtrace --capture run.etwtrace --profile-file my.ini -- app.py
+
+Usage: python -m etwtrace dump PATH [--pid PID] [--tid TID] [--event NAME]
+
+    Prints every event of a capture (or trace file) as one line of text, in time order:
+    time, event name, pid/tid, fields, then the stack, leaf first.
+                          python -m etwtrace dump run.etwtrace --event PythonStackSample
+
+Usage: python -m etwtrace --enable [ENABLE_VAR [TYPE_VAR]]
+
+    Starts tracing automatically in every interpreter of this environment, by writing
+    etwtrace.pth into its site-packages. With ENABLE_VAR, only when that variable is set to a
+    true value (anything not starting with 0, n or f). TYPE_VAR (default ENABLE_VAR_TYPE, or
+    ETWTRACE_TYPE) selects the mode: stack (default) or instrument.
+                          python -m etwtrace --enable PYTRACE  &&  PYTRACE=1 python app.py
+
+Usage: python -m etwtrace --disable
+
+    Removes the etwtrace.pth written by --enable.
+                          python -m etwtrace --disable
+
+Other options:
+    -h, -?, --help      Show this help.
+    --version           Show the version.
+    --info              Show technical information for bug reports (a Python tuple).
+                          python -m etwtrace --info --instrument
+    --profile           Show the path of the shipped perf recording-profile file.
+    --stacktags         Show the path of the shipped stack-tags file.
+"""
+
+
+# option -> (kind, what). Kinds: "mode" sets the tracing mode; "value" takes a value (as the
+# next argument or after "="), stored under `what`, with `EXAMPLES[what]` shown when missing;
+# "action" is done after parsing, in order; "final" is an action that ends the option list
+# (what follows it is not used); "enable" takes up to two variable names.
+OPTIONS = {
+    "--stack": ("mode", "stack"),
+    "--instrument": ("mode", "instrumented"),
+    "--instrumented": ("mode", "instrumented"),
+    "--capture": ("value", "capture_path"),
+    "--capture-profile": ("value", "profile_name"),
+    "--profile-file": ("value", "profile_file"),
+    "--profile": ("action", "profile"),
+    "--stacktags": ("action", "stacktags"),
+    "--info": ("action", "info"),
+    "-h": ("final", "help"),
+    "-?": ("final", "help"),
+    "--help": ("final", "help"),
+    "--version": ("final", "version"),
+    "--enable": ("enable", "enable"),
+    "--disable": ("final", "disable"),
+}
+
+VALUE_EXAMPLES = {
+    "capture_path": ("a path", "run.etwtrace"),
+    "profile_name": ("a profile name", "Minimal"),
+    "profile_file": ("a path", "my-profiles.ini"),
+}
+
+
+@dataclass
+class Command:
+    mode: Optional[str] = None  # "stack" or "instrumented"; None: not given (stack)
+    capture_path: Optional[str] = None
+    profile_name: Optional[str] = None
+    profile_file: Optional[str] = None
+    actions: List[tuple] = field(default_factory=list)  # (action, args) in the order given
+    target: Optional[List[str]] = None  # what follows "--"
+    unused: List[str] = field(default_factory=list)
+
+    @property
+    def capture_options(self):
+        options = {}
+        if self.profile_name is not None:
+            options["profile_name"] = self.profile_name
+        if self.profile_file is not None:
+            options["profile_file"] = self.profile_file
+        return options
+
+
+def _value(option, what, inline, args):
+    if inline is not None:
+        value = inline
+    elif args and not args[0].startswith("-"):
+        value = args.pop(0)
+    else:
+        value = ""
+    if not value:
+        noun, example = VALUE_EXAMPLES[what]
+        raise UsageError(f"{option} needs {noun}, for example: {option} {example}")
+    return value
+
+
+def parse(args):
+    """The Command that the argument list `args` asks for (UsageError for a malformed one)."""
+    args = list(args)
+    command = Command()
+    while args:
+        arg = args.pop(0)
+        if arg == "--":
+            if not args:
+                raise UsageError("nothing to run after '--'; give a script or -m module")
+            command.target = args
+            break
+        option, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        kind, what = OPTIONS.get(option, (None, None))
+        if kind == "value":
+            setattr(command, what, _value(option, what, inline if eq else None, args))
+            continue
+        if eq or kind is None:
+            command.unused.append(arg)
+        elif kind == "mode":
+            command.mode = what
+        elif kind == "action":
+            command.actions.append((what, ()))
+        elif kind == "final":
+            command.actions.append((what, ()))
+            command.unused.extend(args)
+            break
+        elif kind == "enable":
+            names = []
+            while args and not args[0].startswith("-") and len(names) < 2:
+                names.append(args.pop(0))
+            command.actions.append((what, tuple(names)))
+            command.unused.extend(args)
+            break
+    if command.target is not None and not command.unused and command.capture_path is None:
+        if command.profile_name is not None or command.profile_file is not None:
+            option = "--capture-profile" if command.profile_name is not None else "--profile-file"
+            raise UsageError(f"{option} only applies to a capture; add --capture PATH")
+    return command

@@ -1,0 +1,166 @@
+"""The one event model every reader emits, and its one text form (`python -m etwtrace dump`).
+
+An `Event` has upstream's name (PythonThread, PythonFunction, PythonMark, PythonStackSample,
+PythonFunctionPush, PythonFunctionPop) or perf's (SampledProfile, CSwitch), `pid`, `thread_id`
+(the kernel thread id), `timestamp` (ns, CLOCK_MONOTONIC), `opcode` ("Info", "Start", "Stop"),
+upstream's fields as items (``e["FunctionID"]``, also `e.fields`, a dict) and `stack`, leaf
+first. Each field has one type whatever the source: `IsPythonCode` is a bool, addresses and
+ids are ints, texts are str.
+
+A stack entry is a `Frame`: an int (the address, so that upstream's ``begin <= ip <= end``
+checks work) with `.symbol` and `.module` (what perf resolved it to, None for frames rebuilt
+from a trace file) and `.function`: the PythonFunction event of the Python function the frame
+runs, or None for a native frame.
+"""
+
+import os
+
+from .._schema import MARK_OPCODES
+
+
+class Frame(int):
+    """A stack frame: its address (the int value), symbol, module and Python function if any."""
+
+    def __new__(cls, address, symbol=None, module=None, function=None):
+        self = super().__new__(cls, address)
+        self.symbol = symbol
+        self.module = module
+        self.function = function
+        return self
+
+    @property
+    def address(self):
+        return int(self)
+
+    @property
+    def is_python(self):
+        """True for a frame running Python code (a thunk, or a Python function of a trace)."""
+        return self.function is not None and self.function["IsPythonCode"]
+
+    @property
+    def name(self):
+        """The function's name for a frame that has one (Python or traced C), else the symbol."""
+        if self.function is not None:
+            return self.function["Name"]
+        return self.symbol
+
+    @property
+    def source_file(self):
+        return self.function["SourceFile"] if self.function is not None else None
+
+    @property
+    def line(self):
+        return self.function["LineNumber"] if self.function is not None else None
+
+    @property
+    def function_id(self):
+        return self.function["FunctionID"] if self.function is not None else None
+
+    def __repr__(self):
+        where = self.name or "?"
+        module = f" in {os.path.basename(self.module)}" if self.module else ""
+        return f"<Frame {int(self):#x} {where}{module}>"
+
+    def __reduce__(self):
+        return (Frame, (int(self), self.symbol, self.module, self.function))
+
+
+class Event:
+    """One event: .name, .pid, .thread_id, .timestamp (ns), .opcode, .stack; fields by name."""
+
+    __slots__ = ("name", "pid", "thread_id", "timestamp", "opcode", "fields", "cpu", "source",
+                 "python_stack", "_stack", "_stack_source", "_stack_node")
+
+    def __init__(self, name, pid, thread_id, timestamp, fields=None, stack=(), opcode="Info",
+                 cpu=-1, source="trace"):
+        self.name = name
+        self.pid = pid
+        self.thread_id = thread_id
+        self.timestamp = timestamp
+        self.opcode = opcode
+        self.fields = fields if fields is not None else {}
+        self.cpu = cpu
+        # Where the event comes from: "trace" (a trace file), "perf" (a perf sample or
+        # tracepoint), "probe" (a USDT probe recorded by perf) or "jitdump".
+        self.source = source
+        # perf samples of an instrumented process: the Python stack at that instant, rebuilt
+        # from the trace file's calls (Frames), leaf first; None where there is none.
+        self.python_stack = None
+        self._stack = stack
+        self._stack_source = None
+        self._stack_node = None
+
+    @classmethod
+    def with_lazy_stack(cls, name, pid, thread_id, timestamp, fields, opcode, trace, node):
+        """An event of a trace file whose stack, `trace.stack(node)`, is built when asked for."""
+        event = cls(name, pid, thread_id, timestamp, fields, (), opcode)
+        event._stack_source = trace
+        event._stack_node = node
+        return event
+
+    @property
+    def stack(self):
+        """The call stack at this event, leaf first (empty when unknown)."""
+        if self._stack_source is not None:
+            self._stack = self._stack_source.stack(self._stack_node)
+            self._stack_source = None
+        return self._stack
+
+    @stack.setter
+    def stack(self, frames):
+        self._stack = frames
+        self._stack_source = None
+
+    # Upstream's decoder calls it event_name.
+    @property
+    def event_name(self):
+        return self.name
+
+    def __getitem__(self, key):
+        return self.fields[key]
+
+    def get(self, key, default=None):
+        return self.fields.get(key, default)
+
+    def __contains__(self, key):
+        return key in self.fields
+
+    def keys(self):
+        return self.fields.keys()
+
+    def items(self):
+        return self.fields.items()
+
+    def __repr__(self):
+        return f"<Event {self.name} pid={self.pid} tid={self.thread_id} t={self.timestamp} {self.fields!r}>"
+
+
+def mark_opcode(kind):
+    """The opcode of a mark of `kind` (write_mark's kind: _schema.MARK ... STACK_SAMPLE)."""
+    return MARK_OPCODES[kind] if 0 <= kind < len(MARK_OPCODES) else "Info"
+
+
+def _frame_text(frame):
+    if frame.function is not None:
+        prefix = "py:" if frame.is_python else ""
+        return f"{prefix}{frame.function['Name']}"
+    symbol = frame.symbol or f"{int(frame):#x}"
+    return f"{symbol}({os.path.basename(frame.module)})" if frame.module else symbol
+
+
+def format_event(event):
+    """One line of text for an event: time, name/opcode, pid, tid, fields, stack (leaf first)."""
+    name = event.name + (f"/{event.opcode}" if event.opcode not in (None, "Info") else "")
+    parts = [f"{event.timestamp / 1e9:.9f}", name, f"pid={event.pid}", f"tid={event.thread_id}"]
+    for key, value in event.fields.items():
+        if isinstance(value, int) and not isinstance(value, bool) and (
+                key.endswith("Address") or key == "InstructionPointer"):
+            parts.append(f"{key}={value:#x}")
+        elif isinstance(value, str):
+            parts.append(f"{key}={value!r}")
+        else:
+            parts.append(f"{key}={value}")
+    stack = event.stack
+    if stack:
+        parts.append("stack=" + " <- ".join(_frame_text(frame) for frame in stack))
+    return " ".join(parts)
