@@ -94,7 +94,7 @@ def build(profile, options, proto):
     if options.title or profile.source:
         message.comment.append(strings(options.title or profile.source))
 
-    add_frames(profile, message, strings, proto)
+    add_frames(profile, message, strings)
     add_samples(profile, message, strings, types)
     message.string_table.extend(strings.strings)
     return message
@@ -106,7 +106,7 @@ def mapping_name(frame):
     return "[python]" if frame.kind == PYTHON else f"[{frame.kind}]"
 
 
-def add_frames(profile, message, strings, proto):
+def add_frames(profile, message, strings):
     # A mapping per module, marked as fully symbolized: without one pprof invents a mapping
     # and warns that the "main binary filename" is unavailable, and it would try to
     # symbolize our address-less locations itself.
