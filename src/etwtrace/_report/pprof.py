@@ -44,14 +44,20 @@ def sample_types(profile, metrics):
     return types
 
 
-def write(profile, out, options):
+def message_module():
+    """The profile.proto message classes; MissingDependency when protobuf is not installed.
+    A caller may call this before a long read to fail early."""
     try:
         from . import pprof_proto
     except ImportError as error:
         raise MissingDependency(
             f"the pprof format needs the protobuf package ({error}): pip install protobuf"
         ) from None
-    message = build(profile, options, pprof_proto)
+    return pprof_proto
+
+
+def write(profile, out, options):
+    message = build(profile, options, message_module())
     # mtime=0: the same profile always gives the same bytes
     out.write(gzip.compress(message.SerializeToString(), mtime=0))
 
