@@ -54,5 +54,7 @@ def test_losses_are_called_out(synthetic_profile):
     synthetic_profile.health.lost_chunks = 2
     synthetic_profile.health.incomplete_capture = True
     lines = render(synthetic_profile).rstrip("\n").splitlines()
-    assert lines[-2].startswith("health: ") and "2 lost chunks" in lines[-2]
-    assert lines[-1].startswith("WARNING: ") and "perf lost 2 chunks" in lines[-1] and "incomplete" in lines[-1]
+    health = next(i for i, line in enumerate(lines) if line.startswith("health: "))
+    assert "2 lost chunks" in lines[health]
+    warning = " ".join(line.strip() for line in lines[health + 1:])
+    assert warning.startswith("WARNING: ") and "perf lost 2 chunks" in warning and "incomplete" in warning

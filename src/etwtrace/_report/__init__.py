@@ -132,6 +132,12 @@ def _write(writer, profile, out, options):
         with open(temporary, "wb") as f:
             writer(profile, f, options)
         os.replace(temporary, out)
+    except OSError as ex:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise ReportError(f"cannot write {out}: {ex.strerror or ex}") from None
     except BaseException:
         try:
             os.unlink(temporary)

@@ -84,6 +84,18 @@ def _load_manifest(path):
                           f"capture again with python -m etwtrace --capture") from None
 
 
+def _read_errors():
+    """The exception classes the readers raise for an unreadable input."""
+    classes = []
+    for module, name in (("etwtrace._errors", "ReadError"), ("etwtrace._read.capture", "CaptureReadError"),
+                         ("etwtrace._perfdata", "CaptureReadError")):
+        try:
+            classes.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(classes)
+
+
 def _read_events(path, names):
     import etwtrace
 
@@ -436,7 +448,7 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Fal
             _add_trace(builder, trace, window.closed_spans(max(end, 1 << 62)) if filters.windowed else None)
     except ReportError:
         raise
-    except (OSError, ValueError, RuntimeError, EOFError, KeyError) as ex:
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError) + _read_errors() as ex:
         raise ReportError(f"cannot read {path}: {ex}") from None
     finally:
         status.done()

@@ -7,6 +7,7 @@ mark ranges; the same per process and thread with --per-thread; and always one h
 """
 
 import os
+import textwrap
 
 from .profile import KERNEL, NATIVE, PYTHON, TAG
 
@@ -302,7 +303,10 @@ class Summary:
         parts += [f"{h.unresolved_frames:,} unresolved frames", f"{h.short_stacks:,} short stacks"]
         if h.unmerged_samples:
             parts.append(f"{h.unmerged_samples:,} samples without their Python stack")
-        line = "health: " + ", ".join(parts)
+
+        # One line; on a narrow budget it wraps, continuation lines indented under it.
+        line = "\n".join(textwrap.wrap("health: " + ", ".join(parts), WIDTH, subsequent_indent="        ",
+                                       break_long_words=False, break_on_hyphens=False))
         warnings = []
         if h.incomplete_capture:
             warnings.append("the capture is incomplete (the recording was interrupted)")
@@ -318,5 +322,7 @@ class Summary:
                             f"(raise stack_size in the recording profile)")
         warnings += h.notes
         if warnings:
-            line += "\n" + self._warn("WARNING: " + "; ".join(warnings))
+            text = textwrap.wrap("WARNING: " + "; ".join(warnings), WIDTH, subsequent_indent="         ",
+                                 break_long_words=False, break_on_hyphens=False)
+            line += "\n" + "\n".join(self._warn(t) for t in text)
         return line
