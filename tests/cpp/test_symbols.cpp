@@ -19,7 +19,7 @@
 #include "symbols/safe_file.h"
 #include "symbols/symbol_writer.h"
 #include "thunks/arena.h"
-#include "thunks/thunk_x86_64.h"
+#include "thunks/thunk.h"
 
 using namespace etwtrace::symbols;
 

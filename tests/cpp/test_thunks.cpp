@@ -10,7 +10,7 @@
 #include <string>
 
 #include "thunks/arena.h"
-#include "thunks/thunk_x86_64.h"
+#include "thunks/thunk.h"
 
 using namespace etwtrace::thunks;
 

@@ -1,5 +1,7 @@
 #include "probes/probes.h"
 
+#include <string>
+
 #ifdef ETWTRACE_HAVE_SDT
 extern "C" {
 // SDT semaphores: tracers find them through the probe notes and increment them while attached.
@@ -20,6 +22,19 @@ namespace etwtrace::probes {
 __attribute__((noinline)) void stack_sample([[maybe_unused]] const char* text) {
     if (stack_sample_enabled()) {
         ETWTRACE_PROBE1(stack_sample, text);
+    }
+}
+
+void fire_mark(std::string_view text, format::MarkKind kind) {
+    const bool stack = kind == format::MarkKind::StackSample;
+    if (!(stack ? stack_sample_enabled() : mark_enabled())) {
+        return;
+    }
+    std::string copy(text);
+    if (stack) {
+        stack_sample(copy.c_str());
+    } else {
+        mark(copy.c_str(), static_cast<int>(kind));
     }
 }
 

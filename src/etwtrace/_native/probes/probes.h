@@ -17,6 +17,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
+
+#include "format/trace_format.h"
 
 #ifdef ETWTRACE_HAVE_SDT
 #define _SDT_HAS_SEMAPHORES 1
@@ -79,6 +82,10 @@ inline void mark([[maybe_unused]] const char* text, [[maybe_unused]] int kind) {
 // Not inlined: the stack recorded at this probe must show the caller's frames exactly, and a
 // stable probe address keeps the recorded stack's leaf predictable.
 void stack_sample(const char* text);
+
+// write_mark()'s probe in either mode: stack_sample for MarkKind::StackSample, else mark.
+// Copies `text` only when the probe is attached (probes take NUL-terminated strings).
+void fire_mark(std::string_view text, format::MarkKind kind);
 
 inline void function_push([[maybe_unused]] uint32_t id, [[maybe_unused]] uint32_t caller,
                           [[maybe_unused]] int caller_line) {

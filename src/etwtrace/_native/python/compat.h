@@ -153,6 +153,22 @@ inline int set_thread_profile(PyThreadState* tstate, Py_tracefunc func, PyObject
 #endif
 }
 
+// Installs (or removes) the C profile function on every thread of the current interpreter
+// (3.12+ also on threads started later). Returns -1 with an exception set on failure.
+inline int set_profile_all_threads(Py_tracefunc func, PyObject* arg) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyEval_SetProfileAllThreads(func, arg);
+#else
+    PyInterpreterState* interp = PyThreadState_Get()->interp;
+    for (PyThreadState* t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) {
+        if (_PyEval_SetProfile(t, func, arg) < 0) {
+            return -1;
+        }
+    }
+#endif
+    return 0;
+}
+
 // The bytecode of a code object (a new reference to bytes).
 inline PyObject* code_bytes(PyCodeObject* code) {
 #if PY_VERSION_HEX >= 0x030B0000
@@ -222,7 +238,9 @@ inline void* get_code_extra_fast(PyCodeObject* code, Py_ssize_t index) {
 // Whether frame_code() can return nullptr (3.13: frames whose f_executable is not code).
 inline constexpr bool kFrameCodeCanBeNull = PY_VERSION_HEX >= 0x030D0000;
 
-// Saving and restoring the exception in flight around work done inside the eval hook.
+// Saves the exception in flight (if any) and restores it when it goes out of scope, around
+// work done inside hooks and callbacks, which run with exceptions in flight and must leave
+// them as they found them. Work that may raise should PyErr_Clear() before the scope ends.
 struct SavedException {
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject* exc = nullptr;

@@ -166,8 +166,44 @@ bool FunctionRegistry::initialise() {
     return true;
 }
 
-bool FunctionRegistry::configure(PyObject* ignored, PyObject* include, PublishCallback on_publish) {
+namespace {
+
+// options["exclude_prefixes"]: a list or tuple of str (missing or None: none).
+bool exclude_prefixes(PyObject* options, std::vector<std::string>& out) {
+    PyObject* value = options && PyDict_Check(options) ? PyDict_GetItemString(options, "exclude_prefixes") : nullptr;
+    if (!value || value == Py_None) {
+        return true;
+    }
+    if (!PyList_Check(value) && !PyTuple_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "exclude_prefixes must be a list of str");
+        return false;
+    }
+    PyObject* items = PySequence_Fast(value, "exclude_prefixes must be a list of str");
+    if (!items) {
+        return false;
+    }
+    bool ok = true;
+    for (Py_ssize_t i = 0; ok && i < PySequence_Fast_GET_SIZE(items); ++i) {
+        PyObject* item = PySequence_Fast_GET_ITEM(items, i);
+        if (!PyUnicode_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "exclude_prefixes must be a list of str");
+            ok = false;
+        } else if (std::string prefix = utf8(item); !prefix.empty()) {
+            out.push_back(std::move(prefix));
+        }
+    }
+    Py_DECREF(items);
+    return ok;
+}
+
+}  // namespace
+
+bool FunctionRegistry::configure(PyObject* ignored, PyObject* include, PyObject* options, PublishCallback on_publish) {
     if (!initialise()) {
+        return false;
+    }
+    std::vector<std::string> exclude;
+    if (!exclude_prefixes(options, exclude)) {
         return false;
     }
     if (ignored && ignored != Py_None && !PyAnySet_Check(ignored)) {
@@ -188,6 +224,7 @@ bool FunctionRegistry::configure(PyObject* ignored, PyObject* include, PublishCa
         Py_INCREF(include);
         include_ = include;
     }
+    exclude_ = std::move(exclude);
     on_publish_ = std::move(on_publish);
     if (!compat::code_has_qualname()) {
         // 3.9/3.10: learn qualified names of what is already loaded (see recover_qualname).
@@ -199,11 +236,17 @@ bool FunctionRegistry::configure(PyObject* ignored, PyObject* include, PublishCa
 void FunctionRegistry::reset() {
     Py_CLEAR(ignored_);
     Py_CLEAR(include_);
+    exclude_.clear();
     on_publish_ = nullptr;
     ++generation_;
 }
 
 bool FunctionRegistry::passes_filters(const std::string& filename) {
+    for (const std::string& prefix : exclude_) {
+        if (filename.compare(0, prefix.size(), prefix) == 0) {
+            return false;
+        }
+    }
     if (ignored_ && PySet_GET_SIZE(ignored_) > 0) {
         PyObject* key = PyUnicode_DecodeUTF8(filename.data(), static_cast<Py_ssize_t>(filename.size()), "surrogateescape");
         if (!key) {
@@ -259,9 +302,8 @@ FunctionRecord* FunctionRegistry::lookup_slow(PyCodeObject* code, FunctionRecord
         return nullptr;
     }
     FunctionRecord* record = stale;
+    compat::SavedException saved;  // the hooks run with exceptions in flight
     if (!record) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);  // the hook runs with exceptions in flight
         record = new FunctionRecord();
         record->id = next_id_++;
         record->is_python = true;
@@ -272,14 +314,8 @@ FunctionRecord* FunctionRegistry::lookup_slow(PyCodeObject* code, FunctionRecord
             // Could not cache: keep the record anyway (ids must stay unique) but traced
             // functions then pay the slow path; this only happens when memory runs out.
         }
-        apply_filters(*record);
-        PyErr_Restore(type, value, tb);
-    } else {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        apply_filters(*record);
-        PyErr_Restore(type, value, tb);
     }
+    apply_filters(*record);
     return record->included ? record : nullptr;
 }
 
@@ -297,9 +333,9 @@ FunctionRecord* FunctionRegistry::lookup_cfunction(PyObject* func) {
         if (record->generation == generation_) {
             return record->included ? record : nullptr;
         }
-    } else {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+    }
+    compat::SavedException saved;
+    if (!record) {
         record = new FunctionRecord();
         record->id = next_id_++;
         record->is_python = false;
@@ -322,12 +358,8 @@ FunctionRecord* FunctionRegistry::lookup_cfunction(PyObject* func) {
         record->set_filename(owner.empty() ? "builtins" : owner);
         record->qualname = name;
         records.emplace(key, record);
-        PyErr_Restore(type, value, tb);
     }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
     apply_filters(*record);
-    PyErr_Restore(type, value, tb);
     return record->included ? record : nullptr;
 }
 

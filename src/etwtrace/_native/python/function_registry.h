@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "python/compat.h"
 
@@ -46,9 +47,12 @@ class FunctionRegistry {
 public:
     // Starts a new filter generation: `ignored` is a set of file names to skip, `include` a
     // list of path prefixes (empty = everything). Both are borrowed and consulted live, so
-    // ignore()/include() calls after enable() apply to functions not yet seen.
+    // ignore()/include() calls after enable() apply to functions not yet seen. `options` (the
+    // enable() options dict, or nullptr) may hold "exclude_prefixes", a list of str: files
+    // starting with any of them are never traced, whatever `include` says (etwtrace's own
+    // package directory). Those are copied now.
     // Returns false with a Python exception set on failure.
-    bool configure(PyObject* ignored, PyObject* include, PublishCallback on_publish);
+    bool configure(PyObject* ignored, PyObject* include, PyObject* options, PublishCallback on_publish);
     void reset();  // disable(): forget the filters and callback, keep records
 
     // The record for a code object if it is traced now, else nullptr. Never raises.
@@ -90,6 +94,7 @@ private:
     uint32_t next_id_ = 1;
     PyObject* ignored_ = nullptr;   // strong references while enabled
     PyObject* include_ = nullptr;
+    std::vector<std::string> exclude_;  // UTF-8 prefixes
     PublishCallback on_publish_;
 };
 

@@ -28,8 +28,7 @@ void append_run(LineTable& runs, long offset, long line) {
 // Bytecode byte offset -> line runs, read once per published function.
 LineTable line_table(PyCodeObject* code) {
     LineTable runs;
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
+    compat::SavedException saved;
     if (compat::code_has_co_lines()) {
         PyObject* it = PyObject_CallMethod(reinterpret_cast<PyObject*>(code), "co_lines", nullptr);
         PyObject* iter = it ? PyObject_GetIter(it) : nullptr;
@@ -68,7 +67,6 @@ LineTable line_table(PyCodeObject* code) {
         }
     }
     PyErr_Clear();
-    PyErr_Restore(type, value, tb);
     return runs;
 }
 
@@ -121,30 +119,30 @@ __attribute__((noinline)) CacheSlot* cfunction_lookup_slow(PyObject* callable, P
                                                            CacheSlot& slot) {
     FunctionRecord* record = nullptr;
     bool cacheable = true;
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (PyCFunction_Check(callable)) {
-        if (!is_own_module(reinterpret_cast<PyCFunctionObject*>(callable)->m_self)) {
-            record = registry().lookup_cfunction(callable);
-        }
-    } else {
-        // A method descriptor called with self: bind it once to name it like the interpreter's
-        // own C_CALL events do ("list.append").
-        auto* descr = reinterpret_cast<PyMethodDescrObject*>(callable);
-        if (self_arg && PyObject_TypeCheck(self_arg, descr->d_common.d_type)) {
-            PyObject* bound = Py_TYPE(callable)->tp_descr_get(callable, self_arg, reinterpret_cast<PyObject*>(Py_TYPE(self_arg)));
-            if (bound) {
-                if (PyCFunction_Check(bound)) {
-                    record = registry().lookup_cfunction(bound);
-                }
-                Py_DECREF(bound);
+    {
+        compat::SavedException saved;
+        if (PyCFunction_Check(callable)) {
+            if (!is_own_module(reinterpret_cast<PyCFunctionObject*>(callable)->m_self)) {
+                record = registry().lookup_cfunction(callable);
             }
         } else {
-            cacheable = false;
+            // A method descriptor called with self: bind it once to name it like the interpreter's
+            // own C_CALL events do ("list.append").
+            auto* descr = reinterpret_cast<PyMethodDescrObject*>(callable);
+            if (self_arg && PyObject_TypeCheck(self_arg, descr->d_common.d_type)) {
+                PyObject* bound = Py_TYPE(callable)->tp_descr_get(callable, self_arg, reinterpret_cast<PyObject*>(Py_TYPE(self_arg)));
+                if (bound) {
+                    if (PyCFunction_Check(bound)) {
+                        record = registry().lookup_cfunction(bound);
+                    }
+                    Py_DECREF(bound);
+                }
+            } else {
+                cacheable = false;
+            }
         }
+        PyErr_Clear();
     }
-    PyErr_Clear();
-    PyErr_Restore(type, value, tb);
     static CacheSlot uncached;
     CacheSlot* out = cacheable ? &slot : &uncached;
     out->key = key;

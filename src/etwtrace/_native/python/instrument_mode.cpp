@@ -19,7 +19,6 @@
 // Files: instrument_state.h (shared state, push/pop), instrument_functions.cpp (definitions,
 // C function lookup), instrument_profile.cpp (3.9 - 3.11), instrument_monitoring.cpp (3.12+);
 // this one: threads, enable/disable, atexit/fork, and the InstrumentMode class.
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -29,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "platform/linux.h"
 #include "python/instrument_api.h"
 #include "python/instrument_state.h"
 #include "python/process_hooks.h"
@@ -55,8 +55,6 @@ std::vector<ThreadState*> g_threads;
 std::unordered_map<PyThreadState*, std::vector<Entry>>* g_replay =
     new std::unordered_map<PyThreadState*, std::vector<Entry>>();
 bool g_process_hooks_installed = false;
-
-uint64_t current_tid() { return static_cast<uint64_t>(syscall(SYS_gettid)); }
 
 // Runs at thread exit (after the thread's Python state is gone, without the GIL).
 struct ThreadExitGuard {
@@ -136,7 +134,7 @@ ThreadState* attach_thread() {
         return nullptr;
     }
     auto* ts = new ThreadState();
-    ts->tid = current_tid();
+    ts->tid = platform::thread_id();
     ts->buffer.attach(g_writer, ts->tid);
     {
         std::lock_guard<std::mutex> lock(*g_threads_mu);
@@ -306,7 +304,7 @@ public:
             PyErr_Format(PyExc_OSError, "etwtrace: cannot create the trace file: %s", error.c_str());
             return false;
         }
-        if (!registry().configure(ignored, include, [](FunctionRecord& record) {
+        if (!registry().configure(ignored, include, options, [](FunctionRecord& record) {
                 ThreadState* ts = current();
                 if (ts) {
                     ts->pending.push_back(&record);
@@ -339,10 +337,8 @@ public:
             replay(ts, running_frames(self));
         }
         if (!install_hooks()) {
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
+            compat::SavedException saved;  // finish_trace() must not lose install_hooks()'s error
             finish_trace();
-            PyErr_Restore(type, value, tb);
             return false;
         }
         return true;
@@ -356,17 +352,9 @@ public:
     bool write_mark(std::string_view text, MarkKind kind) override {
         ThreadState* ts = current();
         if (ts) {
-            ts->buffer.mark(static_cast<format::MarkKind>(kind), text);
+            ts->buffer.mark(kind, text);
         }
-        bool stack = kind == MarkKind::StackSample;
-        if (stack ? probes::stack_sample_enabled() : probes::mark_enabled()) {
-            std::string copy(text);
-            if (stack) {
-                probes::stack_sample(copy.c_str());
-            } else {
-                probes::mark(copy.c_str(), static_cast<int>(kind));
-            }
-        }
+        probes::fire_mark(text, kind);
         return true;
     }
 

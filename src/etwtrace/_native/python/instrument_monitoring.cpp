@@ -188,8 +188,7 @@ bool install_monitoring(PyObject* monitoring, int id, const MonitoringBinding* b
 }
 
 void uninstall_monitoring(PyObject* monitoring, int id, const MonitoringBinding* bindings, size_t count) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
+    compat::SavedException saved;
     PyObject* r = PyObject_CallMethod(monitoring, "set_events", "ii", id, 0);
     Py_XDECREF(r);
     PyObject* events = PyObject_GetAttrString(monitoring, "events");
@@ -205,7 +204,6 @@ void uninstall_monitoring(PyObject* monitoring, int id, const MonitoringBinding*
     r = PyObject_CallMethod(monitoring, "free_tool_id", "i", id);
     Py_XDECREF(r);
     PyErr_Clear();
-    PyErr_Restore(type, value, tb);
 }
 
 }  // namespace
@@ -221,12 +219,10 @@ bool install_monitoring_hooks() {
     int id = g_disable ? claim_tool_id(monitoring, "etwtrace") : -1;
     bool ok = id >= 0 && install_monitoring(monitoring, id, kMonitoringBindings, std::size(kMonitoringBindings));
     if (!ok && id >= 0) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        compat::SavedException saved;  // the install error is the one to report
         PyObject* r = PyObject_CallMethod(monitoring, "free_tool_id", "i", id);
         Py_XDECREF(r);
         PyErr_Clear();
-        PyErr_Restore(type, value, tb);
     }
     Py_DECREF(monitoring);
     g_tool_id = ok ? id : -1;

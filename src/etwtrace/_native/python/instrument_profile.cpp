@@ -126,8 +126,7 @@ PyMethodDef start_new_thread_def = {"start_new_thread", start_new_thread, METH_V
 
 // Swaps _thread.start_new_thread (and its alias start_new) for the wrapper, or back.
 void hook_start_new_thread(bool install) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
+    compat::SavedException saved;
     PyObject* module = PyImport_ImportModule("_thread");
     if (module && install && !g_original_start_new_thread) {
         g_original_start_new_thread = PyObject_GetAttrString(module, "start_new_thread");
@@ -154,7 +153,6 @@ void hook_start_new_thread(bool install) {
     }
     Py_XDECREF(module);
     PyErr_Clear();
-    PyErr_Restore(type, value, tb);
 }
 
 }  // namespace
@@ -164,21 +162,12 @@ bool install_profile_hooks() {
         return false;
     }
     hook_start_new_thread(true);
-    PyThreadState* self = PyThreadState_Get();
-    for (PyThreadState* t = PyInterpreterState_ThreadHead(self->interp); t; t = PyThreadState_Next(t)) {
-        if (compat::set_thread_profile(t, profile_hook, nullptr) < 0) {
-            return false;
-        }
-    }
-    return true;
+    return compat::set_profile_all_threads(profile_hook, nullptr) == 0;
 }
 
 void remove_profile_hooks() {
     hook_start_new_thread(false);
-    PyInterpreterState* interp = PyThreadState_Get()->interp;
-    for (PyThreadState* t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) {
-        compat::set_thread_profile(t, nullptr, nullptr);
-    }
+    compat::set_profile_all_threads(nullptr, nullptr);
     PyObject* threading = PyImport_ImportModule("threading");
     if (threading) {
         PyObject* r = PyObject_CallMethod(threading, "setprofile", "O", Py_None);

@@ -11,7 +11,6 @@
 // Hot path (per Python call): one co_extra read and a generation check (FunctionRegistry::
 // lookup), then an indirect call into the thunk, which calls the default evaluator. The first
 // call of a function allocates its thunk and publishes it (perf map, jitdump, USDT `function`).
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -19,16 +18,16 @@
 #include <pthread.h>
 #include <string>
 
+#include "platform/linux.h"
 #include "probes/probes.h"
 #include "python/compat.h"
 #include "python/function_registry.h"
 #include "python/process_hooks.h"
-#include "python/stack_mode.h"
 #include "python/tracer_mode.h"
 #include "symbols/safe_file.h"
 #include "symbols/symbol_writer.h"
 #include "thunks/arena.h"
-#include "thunks/thunk_x86_64.h"
+#include "thunks/thunk.h"
 
 namespace etwtrace::py {
 namespace {
@@ -49,8 +48,6 @@ struct StackState {
 };
 StackState state;
 
-uint64_t native_thread_id() { return static_cast<uint64_t>(syscall(SYS_gettid)); }
-
 // USDT `thread`: start the first time a thread runs Python under the hook while a tracer
 // listens, stop when the thread exits (or tracing is disabled on it).
 struct ThreadNote {
@@ -67,7 +64,7 @@ thread_local ThreadNote thread_note;
 __attribute__((noinline)) void note_thread() {
     if (!thread_note.started) {
         thread_note.started = true;
-        thread_note.tid = native_thread_id();
+        thread_note.tid = platform::thread_id();
         probes::thread(thread_note.tid, 1);
     }
 }
@@ -220,7 +217,7 @@ class StackMode final : public TracerMode {
 public:
     const char* name() const override { return "stack"; }
 
-    bool enable(PyObject* ignored, PyObject* include, PyObject*) override {
+    bool enable(PyObject* ignored, PyObject* include, PyObject* options) override {
         PyInterpreterState* interp = PyThreadState_Get()->interp;
         compat::EvalFrameFunction current = compat::get_eval_frame(interp);
         if (current != compat::default_eval_frame() && current != &stack_eval_frame) {
@@ -241,7 +238,7 @@ public:
         if (!install_fork_handlers()) {
             return false;
         }
-        if (!state.registry->configure(ignored, include, [](FunctionRecord& record) { assign_thunk(record); })) {
+        if (!state.registry->configure(ignored, include, options, [](FunctionRecord& record) { assign_thunk(record); })) {
             return false;
         }
         state.previous = current == &stack_eval_frame ? compat::default_eval_frame() : current;
@@ -272,15 +269,7 @@ public:
     }
 
     bool write_mark(std::string_view text, MarkKind kind) override {
-        if (kind == MarkKind::StackSample) {
-            if (probes::stack_sample_enabled()) {
-                std::string copy(text);
-                probes::stack_sample(copy.c_str());
-            }
-        } else if (probes::mark_enabled()) {
-            std::string copy(text);
-            probes::mark(copy.c_str(), static_cast<int>(kind));
-        }
+        probes::fire_mark(text, kind);
         return true;
     }
 
@@ -303,36 +292,11 @@ public:
     }
 };
 
-// ---- benchmark floor ------------------------------------------------------------------------
-
-PyObject* noop_eval_frame(PyThreadState* tstate, compat::EvalFrame* frame, int throwflag) {
-    return compat::eval_frame_default(tstate, frame, throwflag);
-}
-
 }  // namespace
 
 TracerMode& stack_mode() {
     static StackMode mode;
     return mode;
-}
-
-PyObject* bench_noop_hook(PyObject*, PyObject* arg) {
-    int on = PyObject_IsTrue(arg);
-    if (on < 0) {
-        return nullptr;
-    }
-    PyInterpreterState* interp = PyThreadState_Get()->interp;
-    compat::EvalFrameFunction current = compat::get_eval_frame(interp);
-    if (on) {
-        if (current != compat::default_eval_frame() && current != &noop_eval_frame) {
-            PyErr_SetString(PyExc_RuntimeError, "another frame-evaluation hook is installed");
-            return nullptr;
-        }
-        compat::set_eval_frame(interp, &noop_eval_frame);
-    } else if (current == &noop_eval_frame) {
-        compat::set_eval_frame(interp, compat::default_eval_frame());
-    }
-    Py_RETURN_NONE;
 }
 
 }  // namespace etwtrace::py

@@ -1,4 +1,4 @@
-// tracer_mode.h - the interface bindings.cpp drives; one implementation per tracing mode.
+// tracer_mode.h - the interface bindings/tracers.cpp drives; one implementation per tracing mode.
 //
 //   stack_mode.cpp       stack sampling: PEP 523 hook -> per-function thunks -> perf map/jitdump
 //   instrument_mode.cpp  instrumentation: call/return hooks -> trace file (+ USDT probes);
@@ -7,12 +7,12 @@
 
 #include <string_view>
 
+#include "format/trace_format.h"
 #include "python/compat.h"
 
 namespace etwtrace::py {
 
-// Upstream's PythonMark opcodes: write_mark(text, kind).
-enum class MarkKind : int { Mark = 0, RangeStart = 1, RangeStop = 2, StackSample = 3 };
+using format::MarkKind;  // upstream's PythonMark opcodes: write_mark(text, kind)
 
 class TracerMode {
 public:
@@ -20,7 +20,8 @@ public:
     // Name of the mode, as the launcher and --info spell it ("stack", "instrumented").
     virtual const char* name() const = 0;
     // `ignored` (set of file names) and `include` (list of path prefixes) are live objects
-    // owned by the Python tracer; `options` is a dict of mode options (may be empty).
+    // owned by the Python tracer; `options` is a dict of mode options (may be empty), among
+    // them "exclude_prefixes", which both modes hand to FunctionRegistry::configure.
     // Return false with a Python exception set when tracing cannot start.
     virtual bool enable(PyObject* ignored, PyObject* include, PyObject* options) = 0;
     virtual bool disable() = 0;

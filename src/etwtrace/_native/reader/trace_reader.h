@@ -1,6 +1,6 @@
 // trace_reader.h - decodes a trace file (docs/trace-format.md) into flat event arrays.
 //
-// No Python.h: bindings.cpp exposes the result to etwtrace._reader. Decoding never reads past
+// No Python.h: bindings/trace_data.cpp exposes the result to the Python readers. Decoding never reads past
 // the input; a truncated tail (a process killed mid-write) ends the decode cleanly with
 // `truncated` set, malformed input sets `error` and keeps what was decoded before it.
 #pragma once

@@ -2,25 +2,21 @@
 #include "symbols/jitdump.h"
 
 #include <sys/mman.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "platform/linux.h"
 #include "symbols/safe_file.h"
 #include "symbols/symbol_writer.h"
+#include "thunks/thunk.h"
 
 namespace etwtrace::symbols {
 
 namespace {
 
-uint64_t monotonic_ns() {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
+using platform::monotonic_ns;
 
 template <typename T>
 void append(std::vector<uint8_t>& out, const T& value) {
@@ -62,7 +58,7 @@ public:
         header.magic = jitdump::kMagic;
         header.version = jitdump::kVersion;
         header.total_size = sizeof(header);
-        header.elf_mach = jitdump::kElfMachX86_64;
+        header.elf_mach = thunks::kElfMachine;
         header.pid = pid_;
         header.timestamp = monotonic_ns();
         header.flags = 0;
@@ -91,7 +87,7 @@ public:
         }
         buffer_.clear();
         const uint64_t now = monotonic_ns();
-        const uint32_t tid = static_cast<uint32_t>(syscall(SYS_gettid));
+        const uint32_t tid = static_cast<uint32_t>(platform::thread_id());
 
         if (!symbol.filename.empty()) {
             size_t start = buffer_.size();

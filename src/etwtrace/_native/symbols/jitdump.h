@@ -23,7 +23,6 @@ namespace etwtrace::symbols::jitdump {
 
 inline constexpr uint32_t kMagic = 0x4A695444;  // "JiTD" read as a little-endian u32
 inline constexpr uint32_t kVersion = 1;
-inline constexpr uint32_t kElfMachX86_64 = 62;  // EM_X86_64
 
 enum RecordType : uint32_t {
     JIT_CODE_LOAD = 0,
@@ -37,7 +36,7 @@ struct FileHeader {
     uint32_t magic;
     uint32_t version;
     uint32_t total_size;   // sizeof(FileHeader)
-    uint32_t elf_mach;
+    uint32_t elf_mach;     // ELF e_machine of the code (thunks::kElfMachine)
     uint32_t pad1;
     uint32_t pid;
     uint64_t timestamp;

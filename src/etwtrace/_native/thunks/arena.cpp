@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "thunks/thunk_x86_64.h"
+#include "thunks/thunk.h"
 
 namespace etwtrace::thunks {
 

@@ -1,3 +1,5 @@
+// Compiled on x86-64 only: thunks/thunk.h selects the template of the target CPU.
+#if defined(__x86_64__)
 #include "thunks/thunk_x86_64.h"
 
 #include <cstring>
@@ -122,3 +124,5 @@ size_t thunk_stride() {
 }
 
 }  // namespace etwtrace::thunks
+
+#endif  // __x86_64__

@@ -6,9 +6,9 @@
 #pragma once
 
 #include <cstdint>
-#include <ctime>
 
 #include "format/trace_format.h"
+#include "platform/linux.h"
 
 #if defined(__x86_64__)
 #include <x86intrin.h>
@@ -16,17 +16,8 @@
 
 namespace etwtrace::trace {
 
-inline uint64_t monotonic_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-inline uint64_t realtime_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
-}
+using platform::monotonic_ns;
+using platform::realtime_ns;
 
 // The tick source chosen once per process (see tick_kind()).
 format::TickKind tick_kind();

@@ -1,0 +1,31 @@
+// linux.h - the few Linux system facts several parts of the core need (no Python.h): the
+// clocks perf and our trace files share, and the kernel thread id perf reports.
+#pragma once
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <ctime>
+
+namespace etwtrace::platform {
+
+// CLOCK_MONOTONIC in ns: the clock of `perf record -k 1`, jitdump records and trace files.
+inline uint64_t monotonic_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// CLOCK_REALTIME in ns: the wall-clock anchor of a trace file.
+inline uint64_t realtime_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// The calling thread's kernel id (gettid()), the thread id perf shows; glibc < 2.30 has no
+// gettid() wrapper, hence the system call.
+inline uint64_t thread_id() { return static_cast<uint64_t>(syscall(SYS_gettid)); }
+
+}  // namespace etwtrace::platform
