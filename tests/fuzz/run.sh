@@ -21,6 +21,7 @@ fi
 "$cxx" -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$root/src/etwtrace/_native" \
     "$here/fuzz_reader.cpp" "$root/src/etwtrace/_native/reader/trace_reader.cpp" \
+    "$root/src/etwtrace/_native/reader/trace_aggregate.cpp" \
     -o "$work/fuzz_reader"
 mkdir -p "$work/corpus"
 cp "$here"/corpus/* "$work/corpus/"

@@ -2,13 +2,15 @@
 //
 // _read_trace decodes a whole file (reader/trace_reader.h) into a capsule, and the _trace_*
 // functions pull from it: the header and integrity counters, functions, events in batches,
-// stacks. _trace_decode_rate times the decoder (benchmarks).
+// stacks. _trace_aggregate summarises a file without keeping its events (reports);
+// _trace_decode_rate times the decoder (benchmarks).
 #include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "bindings/bindings.h"
+#include "reader/trace_aggregate.h"
 #include "reader/trace_reader.h"
 
 namespace etwtrace::py::bindings {
@@ -169,6 +171,107 @@ PyObject* py_trace_stack(PyObject*, PyObject* args) {
     return tuple;
 }
 
+// ---- _trace_aggregate -------------------------------------------------------------------------
+// _trace_aggregate(path) -> dict, the whole trace summarised without keeping its events
+// (reader/trace_aggregate.h):
+//   "info":            the dict _trace_info gives ("events" = events decoded), plus
+//                      "open_frames": calls still open at the end, closed at last_ns
+//   "python_version":  str
+//   "threads":         [thread_id, ...] native thread ids, in order of first appearance
+//   "functions":       [(id, name, source_file, line, is_python, begin, end), ...] as _trace_functions
+//   "nodes":           [(parent, function_id), ...] the call tree: one node per distinct stack
+//                      per thread; parent is a node index (always smaller) or None for a root
+//   "stacks":          [(thread_id, node, calls, self_ns, inclusive_ns), ...] one per node, in
+//                      node order: calls whose stack was exactly that node's, their exclusive
+//                      and inclusive time
+//   "function_totals": [(function_id, calls, inclusive_ns, exclusive_ns), ...] by id; inclusive
+//                      counts recursion once (time under the outermost active call per thread)
+//   "marks":           [(timestamp, thread_id, kind, text), ...] kind 0 mark, 1 range start,
+//                      2 range stop, 3 stack sample
+//   "first_ns", "last_ns": earliest and latest event timestamp (None without events)
+// Times are CLOCK_MONOTONIC ns, exactly as _read_trace's events would give them.
+
+template <typename T, typename Make>
+PyObject* list_of(const std::vector<T>& items, Make make) {
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(items.size()));
+    for (size_t i = 0; list && i < items.size(); ++i) {
+        PyObject* item = make(items[i]);
+        if (!item) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), item);
+    }
+    return list;
+}
+
+PyObject* aggregate_dict(const reader::TraceAggregate& a) {
+    using ull = unsigned long long;
+    PyObject* info = info_dict(a, a.events);
+    if (info) {
+        PyObject* open = PyLong_FromUnsignedLongLong(a.open_frames);
+        if (!open || PyDict_SetItemString(info, "open_frames", open) < 0) {
+            Py_CLEAR(info);
+        }
+        Py_XDECREF(open);
+    }
+    if (!info) {
+        return nullptr;
+    }
+    const auto tid = [&](uint32_t index) { return static_cast<ull>(a.thread_ids[index]); };
+    PyObject* nodes = list_of(a.nodes, [](const reader::AggregateNode& n) {
+        PyObject* parent = n.parent == reader::kNoNode ? (Py_INCREF(Py_None), Py_None) : PyLong_FromUnsignedLong(n.parent);
+        return Py_BuildValue("(NI)", parent, n.function_id);
+    });
+    size_t index = 0;
+    PyObject* stacks = list_of(a.nodes, [&](const reader::AggregateNode& n) {
+        return Py_BuildValue("(KnKKK)", tid(n.thread), static_cast<Py_ssize_t>(index++), static_cast<ull>(n.calls),
+                             static_cast<ull>(n.self_ns), static_cast<ull>(n.inclusive_ns));
+    });
+    PyObject* totals = list_of(a.function_totals, [](const std::pair<uint32_t, reader::FunctionTotals>& f) {
+        return Py_BuildValue("(IKKK)", f.first, static_cast<ull>(f.second.calls), static_cast<ull>(f.second.inclusive_ns),
+                             static_cast<ull>(f.second.exclusive_ns));
+    });
+    PyObject* marks = list_of(a.marks, [&](const reader::AggregateMark& m) {
+        return Py_BuildValue("(KKiN)", static_cast<ull>(m.timestamp), tid(m.thread), static_cast<int>(m.kind),
+                             utf8_or_replace(m.text));
+    });
+    PyObject* threads = list_of(a.thread_ids, [](uint64_t t) { return PyLong_FromUnsignedLongLong(t); });
+    PyObject* first = a.events ? PyLong_FromUnsignedLongLong(a.first_ns) : (Py_INCREF(Py_None), Py_None);
+    PyObject* last = a.events ? PyLong_FromUnsignedLongLong(a.last_ns) : (Py_INCREF(Py_None), Py_None);
+    PyObject* version = PyUnicode_DecodeUTF8(a.python_version.data(), static_cast<Py_ssize_t>(a.python_version.size()),
+                                             "replace");
+    PyObject* functions = function_list(a.functions);
+    if (!nodes || !stacks || !totals || !marks || !threads || !first || !last || !version || !functions) {
+        for (PyObject* o : {info, nodes, stacks, totals, marks, threads, first, last, version, functions}) {
+            Py_XDECREF(o);
+        }
+        return nullptr;
+    }
+    return Py_BuildValue("{sNsNsNsNsNsNsNsNsNsN}", "info", info, "python_version", version, "threads", threads,
+                         "functions", functions, "nodes", nodes, "stacks", stacks, "function_totals", totals,
+                         "marks", marks, "first_ns", first, "last_ns", last);
+}
+
+PyObject* py_trace_aggregate(PyObject*, PyObject* args) {
+    PyObject* path_bytes = nullptr;
+    if (!PyArg_ParseTuple(args, "O&:_trace_aggregate", PyUnicode_FSConverter, &path_bytes)) {
+        return nullptr;
+    }
+    std::string path(PyBytes_AS_STRING(path_bytes), static_cast<size_t>(PyBytes_GET_SIZE(path_bytes)));
+    Py_DECREF(path_bytes);
+    auto data = std::make_unique<reader::TraceAggregate>();
+    bool ok = false;
+    Py_BEGIN_ALLOW_THREADS
+    ok = reader::aggregate_file(path, *data);
+    Py_END_ALLOW_THREADS
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "etwtrace: cannot read trace %s: %s", path.c_str(), data->error.c_str());
+        return nullptr;
+    }
+    return aggregate_dict(*data);
+}
+
 // Decodes a file `repeat` times without sorting: (events, best seconds). Benchmarks only.
 PyObject* py_trace_decode_rate(PyObject*, PyObject* args) {
     PyObject* path_bytes = nullptr;
@@ -205,6 +308,11 @@ PyMethodDef trace_data_methods[] = {
     {"_trace_functions", py_trace_functions, METH_O, "_trace_functions(trace)\n\nFunction definitions."},
     {"_trace_events", py_trace_events, METH_VARARGS, "_trace_events(trace, start, count)\n\nEvent tuples."},
     {"_trace_stack", py_trace_stack, METH_VARARGS, "_trace_stack(trace, node)\n\nFunctionIDs, leaf first."},
+    {"_trace_aggregate", py_trace_aggregate, METH_VARARGS,
+     "_trace_aggregate(path)\n\nSummarise a trace file without keeping its events: a dict with 'info', "
+     "'python_version', 'threads', 'functions', 'nodes' [(parent, function_id)], 'stacks' [(thread_id, node, "
+     "calls, self_ns, inclusive_ns)], 'function_totals' [(function_id, calls, inclusive_ns, exclusive_ns)], "
+     "'marks' [(timestamp, thread_id, kind, text)], 'first_ns', 'last_ns'."},
     {"_trace_decode_rate", py_trace_decode_rate, METH_VARARGS,
      "_trace_decode_rate(path, repeat=3)\n\n(events, seconds) of the C++ decoder (benchmark)."},
     {nullptr, nullptr, 0, nullptr},
