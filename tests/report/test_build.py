@@ -166,18 +166,14 @@ def test_marks_and_ranges(request, mode):
     assert re.search(r"range\s+zlib\s+[\d,.]+ ms", render(profile))
 
 
-def test_from_to_window_and_thread_and_file_filters(stack_capture, stack_profile):
+def test_from_to_window_and_file_filter(stack_capture, stack_profile):
     window = build_profile(stack_capture, filters=Filters(from_mark="begin", to_mark="end"))
     assert 0 < window.total("cpu") < stack_profile.total("cpu")
     shares = python_shares(window)
     assert shares["main"][1] > 0.95
-    pid = next(iter(stack_profile.processes))
-    assert build_profile(stack_capture, filters=Filters(pids=[pid + 100000])).total("cpu") == 0
     only = build_profile(stack_capture, filters=Filters(include=[str(PROGRAM.parent / "known_shape_imported")]))
     assert 0 < only.total("cpu") < stack_profile.total("cpu")
     assert "_work" in python_shares(only) and "hot" not in python_shares(only)
-    without = build_profile(stack_capture, filters=Filters(exclude=[str(PROGRAM.parent / "known_shape_imported")]))
-    assert "_work" not in python_shares(without)
 
 
 def test_the_summary_fits_and_ends_with_the_health_line(stack_profile, instrumented_profile):

@@ -114,3 +114,12 @@ def test_start_up_frames_at_the_root_are_removed_unless_they_are_the_whole_stack
 def test_import_machinery_between_python_frames_collapses_into_one_named_frame():
     assert _fold(["P:main", R + ":eval", IMPORT + ":PyImport_Import", IMPORT + ":_find_and_load",
                   R + ":exec", "P:<module>"]) == ["main", "<[Python runtime]/Import Machinery>", "<module>"]
+
+
+def test_file_filters_keep_or_drop_stacks_through_a_prefix():
+    from etwtrace._report.build import Filters
+
+    assert Filters(include=["/src/"]).files(["/lib/a.py", "/src/b.py"])
+    assert not Filters(include=["/src/"]).files(["/lib/a.py"])
+    assert not Filters(exclude=["/lib/"]).files(["/lib/a.py", "/src/b.py"])
+    assert Filters(pids=[1]).thread(1, 5) and not Filters(pids=[1], tids=[6]).thread(1, 5)

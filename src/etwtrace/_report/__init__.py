@@ -7,6 +7,7 @@ command line: the summary goes to the terminal, every other format to a file.
 
 import os
 import sys
+import threading
 
 
 class ReportError(ValueError):
@@ -146,6 +147,38 @@ def _write(writer, profile, out, options):
         raise
 
 
+class TerminalProgress:
+    """A status line on a terminal when reading takes more than two seconds."""
+
+    def __init__(self):
+        self.enabled = sys.stderr.isatty()
+        self.stage = "reading perf data"
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = None
+        self._shown = False
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def _run(self):
+        if self._stop.wait(2.0):
+            return
+        while not self._stop.is_set():
+            sys.stderr.write(f"\retwtrace: {self.stage}... {self.count:,} samples ")
+            sys.stderr.flush()
+            self._shown = True
+            self._stop.wait(0.25)
+
+    def done(self):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            if self._shown:
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
+
+
 def run(argv):
     from .build import Filters, build_profile
     from .formats import FORMATS, ReportOptions
@@ -178,7 +211,7 @@ def run(argv):
                             per_thread=args.per_thread, top=args.top,
                             color=to_terminal and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     filters = Filters(args.pid, args.tid, args.from_mark, args.to_mark, args.range_text, args.include, args.exclude)
-    profile = build_profile(args.path, options, timeline=fmt.timeline, filters=filters, progress=True,
+    profile = build_profile(args.path, options, timeline=fmt.timeline, filters=filters, progress=TerminalProgress(),
                             stacktags=stacktags)
     if args.metric is not None and args.metric not in profile.metrics and fmt.name != "summary":
         have = ", ".join(profile.metrics) or "none"

@@ -40,9 +40,6 @@ adds nothing.
 
 import os
 import re
-import sys
-import threading
-import time
 
 from . import ReportError
 from .profile import KERNEL, NATIVE, PYTHON, TAG, FrameKey, FunctionStats, Mark, Profile, Sample, Slice
@@ -188,38 +185,6 @@ class _Window:
 
     def closed_spans(self, end):
         return [(s, e if e is not None else end) for s, e in self.spans]
-
-
-class _Progress:
-    """A status line on a terminal when reading takes more than two seconds."""
-
-    def __init__(self, enabled):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.stage = "reading perf data"
-        self.count = 0
-        self._stop = threading.Event()
-        self._thread = None
-        self._shown = False
-        if self.enabled:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-
-    def _run(self):
-        if self._stop.wait(2.0):
-            return
-        while not self._stop.is_set():
-            sys.stderr.write(f"\retwtrace: {self.stage}... {self.count:,} samples ")
-            sys.stderr.flush()
-            self._shown = True
-            self._stop.wait(0.25)
-
-    def done(self):
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            if self._shown:
-                sys.stderr.write("\r\033[K")
-                sys.stderr.flush()
 
 
 def _strip_version(symbol):
@@ -400,12 +365,20 @@ def _lost_chunks(bundle, manifest):
     return sum(int(m.group(1).replace(",", "")) for line in lines for m in [LOST_CHUNKS.search(str(line))] if m)
 
 
-def build_profile(path, options=None, timeline=False, filters=None, progress=False, stacktags=None):
+class _NoProgress:
+    count = 0
+    stage = ""
+
+    def done(self):
+        pass
+
+
+def build_profile(path, options=None, timeline=False, filters=None, progress=None, stacktags=None):
     """The Profile of a capture bundle, a trace file or a directory of trace files.
 
     options: formats.ReportOptions (raw: no folding) or None; timeline: also fill
-    profile.slices and profile.samples; filters: a Filters; progress: a status line on a
-    terminal when reading is slow; stacktags: a StackTags (default: the shipped rules).
+    profile.slices and profile.samples; filters: a Filters; progress: an object whose
+    `count` is set to the samples read so far (the command line's status line); stacktags: a StackTags (default: the shipped rules).
     Raises ReportError for inputs that cannot be reported.
     """
     path = os.path.abspath(os.fspath(path))
@@ -415,7 +388,7 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Fal
     kind, detail = _resolve_source(path)
     profile = Profile(source=path)
     builder = _Builder(profile, tags, filters, timeline)
-    status = _Progress(progress)
+    status = progress or _NoProgress()
     try:
         if kind == "capture":
             manifest = detail
@@ -444,6 +417,7 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Fal
         _stream_events(builder, path if has_perf else None, traces if not has_perf else [], window, status)
         window.check(path)
         end = profile.end_ns
+        status.stage = "adding up the trace files"
         for trace in trace_files:
             _add_trace(builder, trace, window.closed_spans(max(end, 1 << 62)) if filters.windowed else None)
     except ReportError:
