@@ -18,7 +18,7 @@ custom text, useful for finding spans of interest during analysis::
             # Code to trace
 """
 
-from ._read import read
+from ._errors import TracingError
 from ._version import __version__
 
 __all__ = [
@@ -98,11 +98,10 @@ class _TracingMixin:
         options = dict(self._options)
         # etwtrace's own code (the launcher, the capture's child set-up) is never traced.
         options["exclude_prefixes"] = [_package_prefix()]
-        import os
-
-        for folder, _dirs, files in os.walk(_package_prefix()):
-            self.ignore(*(os.path.join(folder, f) for f in files if f.endswith(".py")))
-        self._module.enable(self._mode, self._ignored_files, self._include_prefixes, options)
+        try:
+            self._module.enable(self._mode, self._ignored_files, self._include_prefixes, options)
+        except OSError as ex:
+            raise _enable_failure(self._mode, ex) from None
         _tracer = self
 
     def disable(self):
@@ -137,6 +136,25 @@ class _TracingMixin:
         return self._module._get_technical_info(self._mode)
 
 
+def _enable_failure(mode, error):
+    """The one-sentence TracingError for an OSError from the native enable()."""
+    import os
+
+    text = str(error).replace("etwtrace: ", "")
+    variable = "ETWTRACE_TRACE_DIR" if mode == "instrumented" else "JITDUMPDIR"
+    directory = os.environ.get(variable)
+    if directory and not os.path.isdir(directory):
+        return TracingError(f"{variable} names {directory}, which is not a directory; create it, "
+                            f"or set {variable} to a writable directory")
+    if directory and not os.access(directory, os.W_OK | os.X_OK):
+        return TracingError(f"{variable} names {directory}, which this user cannot write in; "
+                            f"set {variable} to a writable directory")
+    if mode == "instrumented" and not directory and not os.access(os.getcwd(), os.W_OK | os.X_OK):
+        return TracingError(f"the trace file goes to the current directory, which this user cannot "
+                            f"write in; set ETWTRACE_TRACE_DIR to a writable directory")
+    return TracingError(f"tracing could not start ({text})")
+
+
 class StackSamplingTracer(_TracingMixin):
     """Publishes a native thunk per Python function so perf's stack samples show Python frames."""
 
@@ -154,9 +172,11 @@ def enable_if(enable_var, type_var):
 
     Tracing starts when `enable_var` is empty/None or the variable it names is set to a value
     not starting with 0, n or f. The mode comes from the variable named by `type_var`:
-    'stack' (default) or 'instrument'/'instrumented'. `python -m etwtrace` is never traced.
+    'stack' (default) or 'instrument'/'instrumented'. The launcher (`python -m etwtrace`, the
+    `etwtrace` script) is never traced from here: it traces its program itself. A problem never
+    stops the program: it gets one warning line and runs untraced.
     """
-    global enable_if
+    global enable_if, _automatic_tracer
     enable_if = lambda *a: None  # noqa: E731 - only the first call counts
 
     import os
@@ -164,20 +184,51 @@ def enable_if(enable_var, type_var):
 
     if enable_var and os.getenv(enable_var, "0").lower()[:1] in ("0", "n", "f", ""):
         return
-    from ._argv import original_argv
+    from ._argv import runs_the_launcher
 
-    orig_argv = original_argv()
-    if orig_argv[1:3] == ["-m", "etwtrace"]:
-        print("Skipping automatic tracing for etwtrace module", file=sys.stderr)
+    if runs_the_launcher():
         return
     trace_type = os.getenv(type_var, "").lower() if type_var else ""
-    if trace_type in ("stack", ""):
-        tracer = StackSamplingTracer()
-    elif trace_type in ("instrument", "instrumented"):
-        tracer = InstrumentedTracer()
-    else:
-        raise ValueError(f"'{trace_type}' is not a supported trace type. Use 'stack' or 'instrumented'.")
-    tracer.enable()
+    tracer_class = _TRACER_CLASSES.get(trace_type or "stack")
+    if tracer_class is None:
+        print(f"etwtrace: warning: {type_var}={os.getenv(type_var)!r} is not a tracing mode "
+              f"(use stack or instrumented); running untraced", file=sys.stderr)
+        return
+    tracer = tracer_class()
+    try:
+        tracer.enable()
+    except (TracingError, RuntimeError) as ex:
+        print(f"etwtrace: warning: {ex}; running untraced", file=sys.stderr)
+        return
+    _automatic_tracer = tracer
+
+
+def read(path, pid=None, thread_id=None, names=None):
+    """Yields the events of a capture, a trace file or a directory of traces in timestamp order.
+
+    pid, thread_id: keep only events of these processes / kernel thread ids (one or a set).
+    names: keep only events with these names (e.g. {"PythonFunctionPush", "PythonFunctionPop"}).
+    A file cut short (a process killed with SIGKILL) is read up to its last complete record;
+    lost events, if any were ever counted, are reported with a RuntimeWarning.
+    """
+    # Imported here: etwtrace.pth imports this package at every interpreter's start-up.
+    from ._read import read as read_events
+
+    return read_events(path, pid=pid, thread_id=thread_id, names=names)
+
+
+_TRACER_CLASSES = {"stack": StackSamplingTracer, "instrument": InstrumentedTracer,
+                   "instrumented": InstrumentedTracer}
+# The tracer etwtrace.pth started, if any: the launcher replaces it with its own.
+_automatic_tracer = None
+
+
+def _stop_automatic_tracing():
+    """Disable the tracer etwtrace.pth started (for a launcher run in a way it could not see)."""
+    global _automatic_tracer
+    if _automatic_tracer is not None:
+        _automatic_tracer.disable()
+        _automatic_tracer = None
 
 
 def is_active():

@@ -13,6 +13,10 @@ class UsageError(EtwtraceError):
     """A mistake on the command line (exit status 1)."""
 
 
+class TracingError(EtwtraceError, OSError):
+    """A tracer cannot start (its output cannot be written, for instance)."""
+
+
 class CaptureError(EtwtraceError):
     """A capture cannot start or finish."""
 

@@ -138,7 +138,7 @@ def test_cli_extra_args(capsys):
     assert 1 == CLI.main(["--EXTRA", "-?", "with a space"])
     out, err = capsys.readouterr()
     assert "etwtrace for Linux" in out  # help still printed
-    assert 'arguments were not used: --EXTRA "with a space"' in err
+    assert 'unknown option --EXTRA and unexpected argument "with a space"' in err
 
 
 def test_cli_unknown_option_before_target_is_not_run(tmp_path, capsys):
@@ -158,7 +158,7 @@ def run(args, cwd, env=None, **kw):
 
 
 def launch(tmp_path, *args, mode="--stack"):
-    return run([sys.executable, "-m", "etwtrace", mode, "--", *args], cwd=tmp_path)
+    return run([sys.executable, "-m", "etwtrace", mode, "--quiet", "--", *args], cwd=tmp_path)
 
 
 PROGRAMS = {
@@ -305,9 +305,45 @@ def test_enable_disable_round_trip_in_a_venv(tmp_path):
     assert out == ["True", "InstrumentedTracer"]
     # The launcher itself is never traced automatically.
     proc = run([vpy, "-m", "etwtrace", "--version"], cwd=tmp_path, env={"MY_TRACE": "1"})
-    assert "Skipping automatic tracing" in proc.stderr
+    assert proc.stderr == "" and not proc.stdout.startswith("True")
     proc = run([vpy, "-m", "etwtrace", "--disable"], cwd=tmp_path)
     assert proc.returncode == 0
     assert f"Removed {pth}" in proc.stdout
     assert not pth.exists()
     assert run([vpy, "-c", "import etwtrace"], cwd=tmp_path).returncode != 0  # gone for good
+
+
+@pytest.mark.parametrize("mode, written", [("--stack", r"/tmp/perf-\d+\.map and .*/jit-\d+\.dump"),
+                                           ("--instrument", r"/.*/etwtrace-\d+\.etwtrace")])
+def test_launcher_says_once_which_files_it_writes(tmp_path, mode, written):
+    import re
+
+    script = tmp_path / "s.py"
+    script.write_text("print('out')\n")
+    proc = run([sys.executable, "-m", "etwtrace", mode, "--", str(script)], cwd=tmp_path,
+               env={"ETWTRACE_TRACE_DIR": str(tmp_path)})
+    assert proc.returncode == 0 and proc.stdout == "out\n"
+    assert re.fullmatch(rf"etwtrace: \w+ mode writes {written}\n", proc.stderr), proc.stderr
+
+
+def test_dash_c_runs_code_as_python_does(tmp_path):
+    code = "import sys; print(sys.argv, __name__); raise SystemExit(3)"
+    plain = run([sys.executable, "-c", code, "a"], cwd=tmp_path)
+    traced = launch(tmp_path, "-c", code, "a")
+    assert (traced.returncode, traced.stdout, traced.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+    failing = "raise ValueError('x')"
+    plain, traced = run([sys.executable, "-c", failing], cwd=tmp_path), launch(tmp_path, "-c", failing)
+    assert (traced.returncode, traced.stderr) == (plain.returncode, plain.stderr)
+
+
+@pytest.mark.parametrize("variable, mode", [("ETWTRACE_TRACE_DIR", "--instrument"), ("JITDUMPDIR", "--stack")])
+def test_missing_output_directory_is_one_sentence(tmp_path, variable, mode):
+    marker = tmp_path / "ran"
+    script = tmp_path / "s.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    proc = run([sys.executable, "-m", "etwtrace", mode, "--", str(script)], cwd=tmp_path,
+               env={variable: str(tmp_path / "missing")})
+    assert proc.returncode == 1
+    assert proc.stderr == (f"etwtrace: {variable} names {tmp_path / 'missing'}, which is not a directory; "
+                           f"create it, or set {variable} to a writable directory\n")
+    assert not marker.exists()

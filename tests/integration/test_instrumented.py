@@ -36,7 +36,7 @@ def run(tmp_path, script, *args, check=True, env=None):
     full_env = dict(os.environ, ETWTRACE_TRACE_DIR=str(trace_dir))
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "etwtrace", "--instrument", "--", str(script_path(script)), *args],
+        [sys.executable, "-m", "etwtrace", "--instrument", "--quiet", "--", str(script_path(script)), *args],
         cwd=tmp_path,
         env=full_env,
         capture_output=True,
@@ -281,7 +281,7 @@ def test_sigkill_leaves_readable_file(tmp_path):
     trace_dir = tmp_path / "traces"
     trace_dir.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "etwtrace", "--instrument", "--", str(SCRIPTS / "endings.py"), "spin"],
+        [sys.executable, "-m", "etwtrace", "--instrument", "--quiet", "--", str(SCRIPTS / "endings.py"), "spin"],
         env=dict(os.environ, ETWTRACE_TRACE_DIR=str(trace_dir)),
         stdout=subprocess.PIPE,
         text=True,

@@ -34,7 +34,7 @@ def need_usdt():
 
 
 def traced(script, *args):
-    return [sys.executable, "-m", "etwtrace", "--stack", "--", str(SCRIPTS / script), *args]
+    return [sys.executable, "-m", "etwtrace", "--stack", "--quiet", "--", str(SCRIPTS / script), *args]
 
 
 @pytest.fixture
@@ -255,7 +255,7 @@ def test_refuses_to_install_over_another_eval_frame_hook():
 if sys.version_info >= (3, 12):  # -X perf exists from 3.12 on (defined, not skipped, so CI counts it)
 
     def test_refuses_to_install_over_x_perf():
-        proc = subprocess.Popen([sys.executable, "-X", "perf", "-m", "etwtrace", "--stack", "--",
+        proc = subprocess.Popen([sys.executable, "-X", "perf", "-m", "etwtrace", "--stack", "--quiet", "--",
                                  str(SCRIPTS / "no_events.py")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         stdout, stderr = proc.communicate(timeout=60)

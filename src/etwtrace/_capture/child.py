@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from .. import _bundle
-from .._argv import original_argv
+from .._argv import original_argv, split_interpreter_options
 
 # Set for the traced child by the supervisor.
 ENV_CAPTURE = "ETWTRACE_CAPTURE_DIR"  # the capture being written (child: where its files go)
@@ -62,16 +62,7 @@ def interpreter_flags():
     argv = original_argv()
     if not argv:
         return list(subprocess._args_from_interpreter_flags())
-    flags = []
-    args = list(argv[1:])
-    while args:
-        arg = args.pop(0)
-        if arg == "--" or not arg.startswith("-") or arg.startswith("-m") or arg.startswith("-c"):
-            break
-        flags.append(arg)
-        if arg in ("-X", "-W", "--check-hash-based-pycs") and args:
-            flags.append(args.pop(0))
-    return flags
+    return split_interpreter_options(argv[1:])[0]
 
 
 def child_command(mode, argv):

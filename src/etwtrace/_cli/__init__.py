@@ -54,7 +54,8 @@ def _main(args):
         from .run import run_target
 
         tracer = (tracer_cls or etwtrace.StackSamplingTracer)()
-        return run_target(command.target, tracer, command.capture_path, command.capture_options)
+        return run_target(command.target, tracer, command.capture_path, command.capture_options,
+                          quiet=command.quiet)
 
     for action, names in command.actions:
         if action == "help":
@@ -76,11 +77,24 @@ def _main(args):
         print(tracer._get_technical_info())
 
     if command.unused:
-        shown = " ".join(f'"{a}"' if " " in a else a for a in command.unused)
-        print(f"etwtrace: the following arguments were not used: {shown} "
-              "(see python -m etwtrace --help; put the program after '--')", file=sys.stderr)
+        print(f"etwtrace: {_unused_message(command.unused)} (see python -m etwtrace --help; "
+              "put the program to run after '--')", file=sys.stderr)
         return 1
     return 0
+
+
+def _unused_message(unused):
+    def shown(args):
+        return " ".join(f'"{a}"' if " " in a else a for a in args)
+
+    options = [a for a in unused if a.startswith("-")]
+    others = [a for a in unused if not a.startswith("-")]
+    parts = []
+    if options:
+        parts.append(f"unknown option{'s' if len(options) > 1 else ''} {shown(options)}")
+    if others:
+        parts.append(f"unexpected argument{'s' if len(others) > 1 else ''} {shown(others)}")
+    return " and ".join(parts)
 
 
 def console_main():

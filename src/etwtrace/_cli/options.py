@@ -13,11 +13,13 @@ from .._errors import UsageError
 HELP_TEXT = """\
 Usage: python -m etwtrace [--stack | --instrument] [--capture PATH] -- script.py [args...]
        python -m etwtrace [--stack | --instrument] [--capture PATH] -- -m module [args...]
+       python -m etwtrace [--stack | --instrument] [--capture PATH] -- -c code [args...]
        python -m etwtrace [--stack | --instrument] --capture PATH [--capture-profile NAME]
                           [--profile-file FILE] -- script.py [args...]
 
-    Runs a script or module with tracing enabled, exactly as `python script.py args...` would
-    (same sys.argv, __main__, output and exit status).
+    Runs a script, module or code with tracing enabled, exactly as `python script.py args...`
+    would (same sys.argv, __main__, output and exit status). Says once, on stderr, which files
+    the tracer writes (the perf map and jitdump, or the trace file), unless --quiet.
 
     --stack             Stack sampling (default): every Python function runs through its own
                         native thunk, published in /tmp/perf-<pid>.map and a jitdump file, so
@@ -26,6 +28,7 @@ Usage: python -m etwtrace [--stack | --instrument] [--capture PATH] -- script.py
     --instrument, --instrumented
                         Instrumentation: record entry and exit of every Python and C call.
                           python -m etwtrace --instrument -- -m mypkg.cli --verbose
+    --quiet             Do not say which files the tracer writes.
     --capture PATH      Record the run with `perf record` (and the trace file in
                         instrumented mode) and save everything in the directory PATH
                         (replaced if it is an earlier capture; see docs/capture.md).
@@ -71,7 +74,7 @@ Other options:
 
 # option -> (kind, what). Kinds: "mode" sets the tracing mode; "value" takes a value (as the
 # next argument or after "="), stored under `what`, with `EXAMPLES[what]` shown when missing;
-# "action" is done after parsing, in order; "final" is an action that ends the option list
+# "flag" sets `what` to True; "action" is done after parsing, in order; "final" is an action that ends the option list
 # (what follows it is not used); "enable" takes up to two variable names.
 OPTIONS = {
     "--stack": ("mode", "stack"),
@@ -83,6 +86,7 @@ OPTIONS = {
     "--profile": ("action", "profile"),
     "--stacktags": ("action", "stacktags"),
     "--info": ("action", "info"),
+    "--quiet": ("flag", "quiet"),
     "-h": ("final", "help"),
     "-?": ("final", "help"),
     "--help": ("final", "help"),
@@ -101,6 +105,7 @@ VALUE_EXAMPLES = {
 @dataclass
 class Command:
     mode: Optional[str] = None  # "stack" or "instrumented"; None: not given (stack)
+    quiet: bool = False  # do not say which files the tracer writes
     capture_path: Optional[str] = None
     profile_name: Optional[str] = None
     profile_file: Optional[str] = None
@@ -151,6 +156,8 @@ def parse(args):
             command.unused.append(arg)
         elif kind == "mode":
             command.mode = what
+        elif kind == "flag":
+            setattr(command, what, True)
         elif kind == "action":
             command.actions.append((what, ()))
         elif kind == "final":

@@ -4,6 +4,8 @@ environment (it calls etwtrace.enable_if at start-up)."""
 import os
 import sys
 
+from .._errors import UsageError
+
 PTH_FILE = "etwtrace.pth"
 PTH_TEMPLATE = "import etwtrace; etwtrace.enable_if({!r}, {!r})"
 
@@ -20,13 +22,36 @@ def enable_pth(enable_var, type_var):
 
     type_var = type_var or (f"{enable_var}_TYPE" if enable_var else "ETWTRACE_TYPE")
     pth_file = Path(_site_packages()) / PTH_FILE
+    previous = None
+    if pth_file.exists() or pth_file.is_symlink():
+        if pth_file.is_symlink() or not _is_our_pth(pth_file):
+            raise UsageError(f"{pth_file} exists and was not written by etwtrace; remove it yourself "
+                             "or leave automatic tracing off")
+        previous = _describe(pth_file)
     package_parent = Path(__file__).resolve().parent.parent.parent
     pth_file.write_text(f"{package_parent}\n{PTH_TEMPLATE.format(enable_var, type_var)}\n", encoding="utf-8")
-    print("Created", pth_file)
+    if previous:
+        print(f"Replaced {pth_file} (it {previous})")
+    else:
+        print("Created", pth_file)
     if enable_var:
         print(f"Set {enable_var}=1 in the environment to activate tracing")
     print(f"Set {type_var}=instrumented to use instrumented events rather than stacks")
     return pth_file
+
+
+def _describe(path):
+    """What an etwtrace.pth of ours does, in words: 'traced every interpreter (mode: ...)'."""
+    import ast
+    import re
+
+    match = re.search(r"etwtrace\.enable_if\((.*)\)", path.read_text(encoding="utf-8", errors="replace"))
+    try:
+        enable_var, type_var = ast.literal_eval(f"({match.group(1)},)") if match else ("", None)
+    except (ValueError, SyntaxError):
+        return "was damaged"
+    when = f"traced when {enable_var} was set" if enable_var else "traced every interpreter"
+    return f"{when}, in the mode {type_var} named" if type_var else when
 
 
 def _is_our_pth(path):

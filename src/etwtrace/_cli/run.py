@@ -11,14 +11,6 @@ import sys
 from .._errors import UsageError
 
 
-class _NullContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return False
-
-
 def _trim_traceback(tb, target_files):
     """Drop the launcher's and runpy's leading frames so the traceback starts at the target."""
     first = tb
@@ -93,8 +85,31 @@ def _run_script(script):
     exec(code, main.__dict__)
 
 
-def run_target(argv, tracer, capture_path=None, capture_options=None):
-    """Run `argv` (script.py args... or -m module args...) under `tracer`; returns exit status."""
+def _run_code(code):
+    """Run `-c code` as `python -c` does: a fresh __main__, file name "<string>"."""
+    import builtins
+    import types
+
+    compiled = compile(code, "<string>", "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__builtins__=builtins, __loader__=None, __package__=None, __spec__=None)
+    sys.modules["__main__"] = main
+    exec(compiled, main.__dict__)
+
+
+def _files_written(tracer):
+    """The files the active tracer writes, for the one line that says where its output goes."""
+    from .. import _etwtrace
+
+    if tracer._mode == "instrumented":
+        return [os.path.abspath(_etwtrace._instrumented_trace_path())]
+    pid = os.getpid()
+    return [f"/tmp/perf-{pid}.map", os.path.join(os.environ.get("JITDUMPDIR") or "/tmp", f"jit-{pid}.dump")]
+
+
+def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=False):
+    """Run `argv` (script.py args..., -m module args..., -c code args...) under `tracer`;
+    returns the exit status."""
     import runpy
 
     target_argv = list(argv)
@@ -114,6 +129,16 @@ def run_target(argv, tracer, capture_path=None, capture_options=None):
                 _target_files.add(spec.origin)
             # Like `python -m`: sys.argv[0] becomes the module's file.
             runpy.run_module(module, run_name="__main__", alter_sys=True)
+    elif argv[0] == "-c":
+        if len(argv) < 2:
+            raise UsageError("-c needs the code to run, for example: -- -c 'import app; app.main()'")
+        code = argv[1]
+        sys.argv[:] = ["-c", *argv[2:]]
+        sys.path[0:1] = [""] if sys.path else [""]
+        _target_files.add("<string>")
+
+        def run():
+            _run_code(code)
     else:
         script = argv[0]
         if not os.path.exists(script):
@@ -138,20 +163,26 @@ def run_target(argv, tracer, capture_path=None, capture_options=None):
         from .. import _capture
 
         return _capture.run(capture_path, target_argv, tracer, **(capture_options or {}))
-    from .._capture.child import ENV_CAPTURE
+    from .. import _capture
 
-    if os.environ.get(ENV_CAPTURE):
-        from .._capture import child_setup
+    in_capture = _capture.in_capture()
+    if in_capture:
+        _capture.child_setup()
+    import etwtrace
 
-        child_setup()
-    with _NullContext():
-        tracer.enable()
-        try:
-            run()
-        except SystemExit:
-            raise
-        except BaseException as exc:  # noqa: B902 - reported exactly as the interpreter would
-            return _report_uncaught(exc)
-        finally:
-            tracer.disable()
+    # A launcher started in a way etwtrace.pth could not recognise (runpy, say) was traced from
+    # start-up: the program is traced once, by the tracer the launcher was asked for.
+    etwtrace._stop_automatic_tracing()
+    tracer.enable()
+    if not quiet and not in_capture:
+        print(f"etwtrace: {tracer._mode} mode writes {' and '.join(_files_written(tracer))}",
+              file=sys.stderr, flush=True)
+    try:
+        run()
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: B902 - reported exactly as the interpreter would
+        return _report_uncaught(exc)
+    finally:
+        tracer.disable()
     return 0
