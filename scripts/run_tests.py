@@ -102,7 +102,10 @@ def venv_for(version, python, sanitize=False):
         if run([python, "-m", "venv", env_dir]):
             return None
     vpy = env_dir / "bin" / "python"
-    if run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip", "pytest"]):
+    # pytest; the report's real consumers (speedscope's schema, a browser over the DevTools
+    # protocol); protobuf, which the package needs for pprof (installed here with --no-deps).
+    if run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip", "pytest",
+            "jsonschema", "websocket-client", "protobuf"]):
         return None
     env = dict(os.environ, ETWTRACE_WERROR="1")
     build_dir = WORK / f"wheel-build-{version}{'-asan' if sanitize else ''}"

@@ -28,11 +28,16 @@ def _as_set(value):
 
 
 def _warn_integrity(trace):
+    """One RuntimeWarning for each way the trace file is partial."""
     info = trace.info
     if info["lost_events"]:
         warnings.warn(f"{trace.path}: {info['lost_events']} events were lost while tracing", RuntimeWarning, stacklevel=4)
     if info["error"]:
-        warnings.warn(f"{trace.path}: damaged trace ({info['error']}); events before it were read", RuntimeWarning, stacklevel=4)
+        warnings.warn(f"{trace.path}: damaged trace ({info['error']}); the {info['events']} events before "
+                      "the damage were read", RuntimeWarning, stacklevel=4)
+    elif info["truncated"] or not info["complete"]:
+        warnings.warn(f"{trace.path} was cut short (its process was killed, or is still running): "
+                      f"{info['events']} events were read, any later ones are missing", RuntimeWarning, stacklevel=4)
 
 
 def _sources(path, pids, tids, names):

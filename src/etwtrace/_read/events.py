@@ -94,6 +94,8 @@ class Event:
     def with_lazy_stack(cls, name, pid, thread_id, timestamp, fields, opcode, trace, node):
         """An event of a trace file whose stack, `trace.stack(node)`, is built when asked for."""
         event = cls(name, pid, thread_id, timestamp, fields, (), opcode)
+        if node is None:
+            return event  # no stack at this event (a thread start, a function definition)
         event._stack_source = trace
         event._stack_node = node
         return event
@@ -141,17 +143,22 @@ def mark_opcode(kind):
 
 
 def _frame_text(frame):
-    if frame.function is not None:
-        prefix = "py:" if frame.is_python else ""
-        return f"{prefix}{frame.function['Name']}"
+    function = frame.function
+    if function is not None:
+        where = function["SourceFile"]
+        if function["LineNumber"]:
+            where += f":{function['LineNumber']}"
+        text = f"py:{function['Name']}" if frame.is_python else function["Name"]
+        return f"{text}({where})" if where else text
     symbol = frame.symbol or f"{int(frame):#x}"
     return f"{symbol}({os.path.basename(frame.module)})" if frame.module else symbol
 
 
-def format_event(event):
-    """One line of text for an event: time, name/opcode, pid, tid, fields, stack (leaf first)."""
+def format_event(event, origin_ns=0):
+    """One line of text for an event: time (seconds since `origin_ns`), name/opcode, pid, tid,
+    fields, stack (leaf first; Python frames with their file and first line)."""
     name = event.name + (f"/{event.opcode}" if event.opcode not in (None, "Info") else "")
-    parts = [f"{event.timestamp / 1e9:.9f}", name, f"pid={event.pid}", f"tid={event.thread_id}"]
+    parts = [f"{(event.timestamp - origin_ns) / 1e9:.9f}", name, f"pid={event.pid}", f"tid={event.thread_id}"]
     for key, value in event.fields.items():
         if isinstance(value, int) and not isinstance(value, bool) and (
                 key.endswith("Address") or key == "InstructionPointer"):

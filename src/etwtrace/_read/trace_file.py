@@ -42,7 +42,7 @@ class TraceFile:
         try:
             self._trace = native._read_trace(self.path)
         except (OSError, ValueError) as ex:
-            raise ReadError(str(ex).replace("etwtrace: ", "", 1)) from None
+            raise ReadError(str(ex)) from None
         self.info = native._trace_info(self._trace)
         self.info["python_version"] = native._trace_python_version(self._trace)
         self.pid = self.info["pid"]

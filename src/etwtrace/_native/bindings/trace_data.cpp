@@ -39,7 +39,7 @@ PyObject* py_read_trace(PyObject*, PyObject* args) {
     ok = reader::read_file(path, *data);
     Py_END_ALLOW_THREADS
     if (!ok) {
-        PyErr_Format(PyExc_ValueError, "etwtrace: cannot read trace %s: %s", path.c_str(), data->error.c_str());
+        PyErr_Format(PyExc_ValueError, "cannot read the trace file %s: %s", path.c_str(), data->error.c_str());
         return nullptr;
     }
     PyObject* capsule = PyCapsule_New(data.get(), kTraceCapsule, trace_capsule_free);
@@ -266,7 +266,7 @@ PyObject* py_trace_aggregate(PyObject*, PyObject* args) {
     ok = reader::aggregate_file(path, *data);
     Py_END_ALLOW_THREADS
     if (!ok) {
-        PyErr_Format(PyExc_ValueError, "etwtrace: cannot read trace %s: %s", path.c_str(), data->error.c_str());
+        PyErr_Format(PyExc_ValueError, "cannot read the trace file %s: %s", path.c_str(), data->error.c_str());
         return nullptr;
     }
     return aggregate_dict(*data);

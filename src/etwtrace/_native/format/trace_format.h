@@ -210,11 +210,12 @@ enum class HeaderStatus { Ok, Truncated, BadMagic, UnsupportedVersion, Malformed
 
 // Parses the header at the start of `data`; `header.python_version` points into `data`.
 inline HeaderStatus decode_header(const uint8_t* data, size_t size, FileHeader& header) {
+    // A file shorter than the magic is ours cut short only if what there is matches it.
+    if (std::memcmp(data, kMagic, size < 8 ? size : 8) != 0) {
+        return HeaderStatus::BadMagic;
+    }
     if (size < 8) {
         return HeaderStatus::Truncated;
-    }
-    if (std::memcmp(data, kMagic, 8) != 0) {
-        return HeaderStatus::BadMagic;
     }
     if (size < kFixedHeaderSize) {
         return HeaderStatus::Truncated;

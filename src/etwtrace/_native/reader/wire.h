@@ -27,7 +27,7 @@ inline bool header(const uint8_t* data, size_t size, format::FileHeader& out, st
         truncated = true;
         return false;
     case format::HeaderStatus::BadMagic:
-        error = "not an etwtrace trace file (bad magic)";
+        error = "not an etwtrace trace file";
         return false;
     case format::HeaderStatus::UnsupportedVersion:
         error = "unsupported trace format version " + std::to_string(out.version_major);
