@@ -54,7 +54,7 @@ Usage: python -m etwtrace --enable [ENABLE_VAR [TYPE_VAR]]
     Starts tracing automatically in every interpreter of this environment, by writing
     etwtrace.pth into its site-packages. With ENABLE_VAR, only when that variable is set to a
     true value (anything not starting with 0, n or f). TYPE_VAR (default ENABLE_VAR_TYPE, or
-    ETWTRACE_TYPE) selects the mode: stack (default) or instrument.
+    ETWTRACE_TYPE) selects the mode: stack (default) or instrumented.
                           python -m etwtrace --enable PYTRACE  &&  PYTRACE=1 python app.py
 
 Usage: python -m etwtrace --disable
