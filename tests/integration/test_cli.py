@@ -347,3 +347,31 @@ def test_missing_output_directory_is_one_sentence(tmp_path, variable, mode):
     assert proc.stderr == (f"etwtrace: {variable} names {tmp_path / 'missing'}, which is not a directory; "
                            f"create it, or set {variable} to a writable directory\n")
     assert not marker.exists()
+
+
+def test_directory_and_zip_applications_run_as_python_runs_them(tmp_path):
+    import zipfile
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__main__.py").write_text("import sys\nprint('app', sys.argv, sorted(globals()))\n")
+    with zipfile.ZipFile(tmp_path / "app.pyz", "w") as z:
+        z.write(app / "__main__.py", "__main__.py")
+    for target in ("app", "app.pyz"):
+        plain = run([sys.executable, target, "x"], cwd=tmp_path)
+        traced = launch(tmp_path, target, "x")
+        assert (traced.returncode, traced.stdout, traced.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+        assert plain.stdout.startswith("app [")
+
+
+def test_main_module_globals_are_those_of_python(tmp_path):
+    script = tmp_path / "g.py"
+    script.write_text("print(sorted(globals()))\n")
+    assert launch(tmp_path, "g.py").stdout == run([sys.executable, "g.py"], cwd=tmp_path).stdout
+    code = "print(sorted(globals()), __loader__.__name__)"
+    assert launch(tmp_path, "-c", code).stdout == run([sys.executable, "-c", code], cwd=tmp_path).stdout
+
+
+def test_two_modes_at_once_is_a_mistake(capsys):
+    assert 1 == CLI.main(["--stack", "--instrument", "--", "x.py"])
+    assert capsys.readouterr().err == "etwtrace: --stack and --instrument cannot be used together; choose one mode\n"

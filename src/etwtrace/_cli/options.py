@@ -155,6 +155,8 @@ def parse(args):
         if eq or kind is None:
             command.unused.append(arg)
         elif kind == "mode":
+            if command.mode not in (None, what):
+                raise UsageError("--stack and --instrument cannot be used together; choose one mode")
             command.mode = what
         elif kind == "flag":
             setattr(command, what, True)

@@ -74,6 +74,7 @@ def _run_script(script):
     code = compile(source, path, "exec", dont_inherit=True)
     main = types.ModuleType("__main__")
     main.__dict__.update(
+        __annotations__={},
         __file__=path,
         __builtins__=builtins,
         __cached__=None,
@@ -85,14 +86,25 @@ def _run_script(script):
     exec(code, main.__dict__)
 
 
+def _is_zip(path):
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
 def _run_code(code):
     """Run `-c code` as `python -c` does: a fresh __main__, file name "<string>"."""
     import builtins
+    import importlib.machinery
     import types
 
     compiled = compile(code, "<string>", "exec", dont_inherit=True)
     main = types.ModuleType("__main__")
-    main.__dict__.update(__builtins__=builtins, __loader__=None, __package__=None, __spec__=None)
+    main.__dict__.update(__annotations__={}, __builtins__=builtins, __loader__=importlib.machinery.BuiltinImporter,
+                         __package__=None, __spec__=None)
     sys.modules["__main__"] = main
     exec(compiled, main.__dict__)
 
@@ -154,8 +166,13 @@ def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=Fals
         _target_files.add(script)
         _target_files.add(os.path.abspath(script))
 
-        def run():
-            _run_script(script)
+        if os.path.isdir(script) or _is_zip(script):
+            # A directory with __main__.py or a zip application: runpy does what python does.
+            def run():
+                runpy.run_path(script, init_globals={"__annotations__": {}}, run_name="__main__")
+        else:
+            def run():
+                _run_script(script)
 
     # --capture: this process becomes the supervisor and runs the target in a child recorded by
     # perf (see _capture). The child (marked by its environment) runs the target below.
