@@ -264,6 +264,7 @@ if sys.version_info >= (3, 12):  # -X perf exists from 3.12 on (defined, not ski
         assert run.returncode != 0
         assert "another frame-evaluation hook" in run.stderr
         assert "python -X perf" in run.stderr
+        assert run.stderr.startswith("etwtrace: another frame-evaluation hook") and run.stderr.count("\n") == 1
         assert "Inside b()" not in run.stdout
 
 

@@ -8,7 +8,7 @@ status passes through, and an uncaught exception prints the traceback an untrace
 import os
 import sys
 
-from .._errors import UsageError
+from .._errors import TracingError, UsageError
 
 
 def _trim_traceback(tb, target_files):
@@ -190,7 +190,10 @@ def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=Fals
     # A launcher started in a way etwtrace.pth could not recognise (runpy, say) was traced from
     # start-up: the program is traced once, by the tracer the launcher was asked for.
     etwtrace._stop_automatic_tracing()
-    tracer.enable()
+    try:
+        tracer.enable()
+    except RuntimeError as ex:  # another eval-frame hook (-X perf, a debugger): not ours to replace
+        raise TracingError(str(ex).replace("etwtrace: ", "", 1)) from None
     if not quiet and not in_capture:
         print(f"etwtrace: {tracer._mode} mode writes {' and '.join(_files_written(tracer))}",
               file=sys.stderr, flush=True)
