@@ -127,6 +127,21 @@ void replay(ThreadState* ts, const std::vector<Entry>& entries) {
     }
 }
 
+// What enable() captured for another thread may be stale by the time that thread first runs a
+// hook: the thread can have ended and its PyThreadState address been reused by a new thread
+// (whose first CALL would then replay, and read the lasti of, dead frame objects), or it
+// returned from some of those frames before its hook was set. Only the leading entries that are
+// still the thread's running frames, outermost first, are replayed; their frames are alive.
+std::vector<Entry> live_prefix(const std::vector<Entry>& captured) {
+    std::vector<Entry> live = running_frames(PyThreadState_Get());
+    size_t n = 0;
+    while (n < captured.size() && n < live.size() && captured[n].key == live[n].key && captured[n].id == live[n].id) {
+        ++n;
+    }
+    live.resize(n);
+    return live;
+}
+
 }  // namespace
 
 ThreadState* attach_thread() {
@@ -149,7 +164,7 @@ ThreadState* attach_thread() {
     if (it != g_replay->end()) {
         std::vector<Entry> entries = std::move(it->second);
         g_replay->erase(it);
-        replay(ts, entries);
+        replay(ts, live_prefix(entries));
     }
     return ts;
 }

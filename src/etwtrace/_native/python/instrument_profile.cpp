@@ -10,15 +10,19 @@ namespace {
 
 // ---- profile hook (3.9 - 3.11) ---------------------------------------------------------------
 
-inline uint32_t profile_caller_offset(const ThreadState* ts) {
+// The caller's instruction offset for a push. `caller` is the frame the event names as
+// calling (CALL: the called frame's f_back; C_CALL: the event's frame): a live frame. The
+// frame pointer kept in the shadow stack is never dereferenced, only compared: if the top is
+// not that frame (it was pushed by a frame whose return went unseen), the offset is 0.
+inline uint32_t profile_caller_offset(const ThreadState* ts, PyFrameObject* caller) {
     if (ts->stack.empty()) {
         return 0;
     }
     const Entry& top = ts->stack.back();
-    if (top.is_c || !top.frame) {
+    if (top.is_c || !top.frame || top.frame != caller || !caller) {
         return top.call_offset;
     }
-    int lasti = compat::frame_object_lasti_bytes(top.frame);
+    int lasti = compat::frame_object_lasti_bytes(caller);
     return lasti > 0 ? static_cast<uint32_t>(lasti) : 0;
 }
 
@@ -38,7 +42,10 @@ int profile_hook(PyObject*, PyFrameObject* frame, int what, PyObject* arg) {
             flush_pending(ts, code, record);
         }
         uint32_t caller = ts->stack.empty() ? 0 : ts->stack.back().id;
-        push(ts, record, frame, frame, false, caller, profile_caller_offset(ts));
+        PyFrameObject* back = PyFrame_GetBack(frame);  // alive while `frame` runs
+        uint32_t offset = profile_caller_offset(ts, back);
+        Py_XDECREF(back);
+        push(ts, record, frame, frame, false, caller, offset);
         break;
     }
     case PyTrace_RETURN:
@@ -49,7 +56,7 @@ int profile_hook(PyObject*, PyFrameObject* frame, int what, PyObject* arg) {
     case PyTrace_C_CALL: {
         const void* key = cfunction_key(arg);
         if (key) {
-            push_c(ts, arg, nullptr, key, profile_caller_offset(ts));
+            push_c(ts, arg, nullptr, key, profile_caller_offset(ts, frame));
         }
         break;
     }
@@ -158,11 +165,17 @@ void hook_start_new_thread(bool install) {
 }  // namespace
 
 bool install_profile_hooks() {
+    // The C profile function goes on every thread first, before anything that can run Python
+    // code and so switch the GIL (threading.setprofile): enable() captured the other threads'
+    // running frames, and they must not return from (or enter) frames unseen in between.
+    if (compat::set_profile_all_threads(profile_hook, nullptr) != 0) {
+        return false;
+    }
     if (!call_with_builtin("threading", "setprofile", &thread_bootstrap_def)) {
         return false;
     }
     hook_start_new_thread(true);
-    return compat::set_profile_all_threads(profile_hook, nullptr) == 0;
+    return true;
 }
 
 void remove_profile_hooks() {
