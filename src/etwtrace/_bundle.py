@@ -4,11 +4,16 @@ The Python counterpart of format/trace_format.h for captures (prose spec: docs/c
 `python -m etwtrace --capture PATH` writes a directory:
 
     PATH/manifest.json    what was recorded and how it ended (written first, completed last)
-    PATH/perf.data        perf's recording after `perf inject --jit` (perf.raw before that)
+    PATH/events.jsonl.gz  perf's events, unwound and symbolized at the end of the capture:
+                          interned modules, frames and stacks, then events naming a stack id
+                          (EVENTS_FORMAT below); what read() reads, with no perf and no binaries
+    PATH/perf.data        perf's recording after `perf inject --jit` (perf.raw before that);
+                          kept only on request (--keep-perf-data, profile key keep_perf_data)
     PATH/jit/             the jitdumps (jit-<pid>.dump) and the jitted-<pid>-<n>.so objects
     PATH/maps/            the /tmp/perf-<pid>.map files of the recorded processes
     PATH/traces/          instrumented trace files, one per process
     PATH/buildid/         perf's build-id cache: the binaries the samples resolve against
+                          (with perf.data only)
 """
 
 import json
@@ -21,6 +26,7 @@ MANIFEST = "manifest.json"
 PERF_DATA = "perf.data"
 PERF_RAW = "perf.raw"  # perf record's output, before perf inject --jit
 PERF_LOG = "perf-record.log"
+EVENTS = "events.jsonl.gz"  # the symbolized events (see EVENTS_FORMAT)
 STARTED = "started"  # written by the traced child when the target starts
 JIT_DIR = "jit"
 MAPS_DIR = "maps"
@@ -28,6 +34,23 @@ TRACES_DIR = "traces"
 BUILDID_DIR = "buildid"
 
 TRACE_SUFFIX = ".etwtrace"
+
+# events.jsonl.gz: gzip-compressed JSON lines, written once by the supervisor from `perf script`
+# (our _read/perf_script.py prints every line but the first and the last), read by
+# _read/perf_data.py:
+#
+#   {"format": "etwtrace-events", "version": 1}                 first line
+#   {"m": [module id, "path of the binary"]}                    before the module's first use
+#   {"y": [frame id, address, "symbol" or null, module id]}     before the frame's first use
+#   {"k": [stack id, [frame id, ...]]}                          a stack, leaf first
+#   {"e": name, "p": pid, "t": tid, "ts": ns, "c": cpu, "f": {field: value}, "k": stack id}
+#                                                               an event (stack id -1: none)
+#   {"end": {"events": N}}                                      last line: the file is whole
+#
+# Ids count from 0 in order of appearance. A file without its "end" line was cut short: the
+# events before the cut are read, with a warning.
+EVENTS_FORMAT = "etwtrace-events"
+EVENTS_VERSION = 1
 
 
 class Bundle:
@@ -50,6 +73,14 @@ class Bundle:
     @property
     def perf_raw(self):
         return self / PERF_RAW
+
+    @property
+    def events(self):
+        return self / EVENTS
+
+    @property
+    def perf_log(self):
+        return self / PERF_LOG
 
     @property
     def jit_dir(self):
@@ -87,6 +118,15 @@ def load_manifest(path):
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return None
     return manifest
+
+
+def has_perf_events(path, manifest=None):
+    """True if the capture at `path` holds perf's events in any form read() reads: the
+    symbolized events file, perf.data, or the raw recording of an unfinished capture."""
+    bundle = Bundle(path)
+    if manifest is not None and not manifest.get("perf"):
+        return False
+    return any(os.path.exists(p) for p in (bundle.events, bundle.perf_data, bundle.perf_raw))
 
 
 def is_capture(path):

@@ -6,6 +6,7 @@ perf record event arguments once the capture knows which probe events exist.
 """
 
 import configparser
+import re
 import shlex
 
 from .._errors import ProfileError
@@ -38,13 +39,21 @@ class Profile:
         try:
             self.frequency = int(section.get("frequency", "999"))
             self.stack_size = int(section.get("stack_size", "8192"))
+            self.switch_stack_size = int(section.get("switch_stack_size", str(self.stack_size)))
         except ValueError as ex:
-            raise ProfileError(f"{where}: frequency and stack_size must be numbers ({ex})") from None
+            raise ProfileError(f"{where}: frequency, stack_size and switch_stack_size must be numbers ({ex})") from None
         self.call_graph = section.get("call_graph", "dwarf").strip().lower()
         if self.call_graph not in ("dwarf", "fp", "none"):
             raise ProfileError(f"{where}: call_graph must be dwarf, fp or none, not {self.call_graph!r}")
         if self.call_graph == "dwarf" and not (8 <= self.stack_size <= 65528 and self.stack_size % 8 == 0):
             raise ProfileError(f"{where}: stack_size must be a multiple of 8 between 8 and 65528")
+        if self.call_graph == "dwarf" and not (8 <= self.switch_stack_size <= 65528 and self.switch_stack_size % 8 == 0):
+            raise ProfileError(f"{where}: switch_stack_size must be a multiple of 8 between 8 and 65528")
+        self.mmap_pages = section.get("mmap_pages", "").strip()
+        if self.mmap_pages and not re.match(r"^\d+[KMG]?$", self.mmap_pages, re.I):
+            raise ProfileError(f"{where}: mmap_pages must be a number of pages or a size such as 4M, "
+                               f"not {self.mmap_pages!r}")
+        self.keep_perf_data = _flag(section, "keep_perf_data", "no", where)
         self.context_switches = _flag(section, "context_switches", "no", where)
         probes = section.get("probes", "all").strip().lower()
         if probes in ("all", "yes"):
@@ -67,14 +76,25 @@ class Profile:
     def needs_tracefs(self):
         return bool(self.probes) or self.context_switches
 
-    def _call_graph_term(self):
+    def _call_graph_term(self, stack_size=None):
         if self.call_graph == "dwarf":
-            return f"call-graph=dwarf,stack-size={self.stack_size}"
+            return f"call-graph=dwarf,stack-size={stack_size or self.stack_size}"
         if self.call_graph == "fp":
             return "call-graph=fp"
         return "call-graph=no"
 
     def record_args(self, probe_events, tracefs, user_only=False):
+        """perf record arguments for this profile (see _event_args), with its buffer size.
+
+        mmap_pages is left out for a user without privileges: perf_event_mlock_kb (516 KiB)
+        limits them, and perf's default is the most they may have.
+        """
+        args = []
+        if self.mmap_pages and not user_only:
+            args += ["-m", self.mmap_pages]
+        return args + self._event_args(probe_events, tracefs, user_only)
+
+    def _event_args(self, probe_events, tracefs, user_only=False):
         """perf record arguments for this profile.
 
         probe_events maps probe name -> perf event names, one per probe site (empty when probes
@@ -89,7 +109,7 @@ class Profile:
             else:
                 args += ["-e", f"{event}/{self._call_graph_term()}/{mod}"]
         if self.context_switches and tracefs:
-            args += ["-e", f"sched:sched_switch/{self._call_graph_term()}/"]
+            args += ["-e", f"sched:sched_switch/{self._call_graph_term(self.switch_stack_size)}/"]
         # Probes with stacks first: perf script decides how to unwind (DWARF or not) from the
         # first event of the recording, so a stack-less event must not come first.
         ordered = sorted(self.probes, key=lambda name: name not in self.probe_stacks)
@@ -113,6 +133,9 @@ class Profile:
             "frequency": self.frequency,
             "call_graph": self.call_graph,
             "stack_size": self.stack_size,
+            "switch_stack_size": self.switch_stack_size,
+            "mmap_pages": self.mmap_pages,
+            "keep_perf_data": self.keep_perf_data,
             "context_switches": self.context_switches,
             "probes": self.probes,
             "probe_stacks": self.probe_stacks,

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from .. import _bundle
@@ -66,32 +67,15 @@ def _translate_perf_failure(log_text, perf):
     return f"perf record could not start ({detail}); check the profile's events with `{perf} list`"
 
 
-def _recorded_tasks(perf, data, buildid_dir):
-    """(pids, jitdump paths) seen in a perf.data file."""
-    import re
-
+def _jitdump_pids(jit_dir):
     pids = set()
-    dumps = set()
-    try:
-        out = subprocess.run(
-            [perf, "--buildid-dir", buildid_dir, "script", "-i", data, "--show-task-events",
-             "--show-mmap-events", "-F", "pid", "-G", "--no-inline"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=600)
-    except (OSError, subprocess.TimeoutExpired):
-        return pids, dumps
-    for line in out.stdout.decode(errors="replace").splitlines():
-        if "PERF_RECORD_" not in line:
-            continue
-        for m in re.finditer(r"PERF_RECORD_(?:COMM|MMAP2?)[^:]*: (?:[^:]*:)?(\d+)/(\d+)", line):
-            pids.add(int(m.group(1)))
-        m = re.search(r"PERF_RECORD_(?:FORK|EXIT)\((\d+):(\d+)\)", line)
-        if m:
-            pids.add(int(m.group(1)))
-        m = re.search(r" (/\S*/jit-(\d+)\.dump)$", line)
-        if m:
-            dumps.add(m.group(1))
-            pids.add(int(m.group(2)))
-    return pids, dumps
+    for name in os.listdir(jit_dir):
+        if name.startswith("jit-") and name.endswith(".dump"):
+            try:
+                pids.add(int(name[4:-5]))
+            except ValueError:
+                pass
+    return pids
 
 
 def _owned_recent(path, since):
@@ -104,20 +88,20 @@ def _owned_recent(path, since):
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mtime >= since - 1
 
 
-def _collect(path, perf, buildid_dir, started_at, raw):
+def _collect(path, pids, started_at):
     """Gather the jitdumps, jitted objects and perf maps of the recorded processes.
 
     Our thunks' jitdumps are already in PATH/jit (JITDUMPDIR), with the jitted-*.so objects
     perf inject wrote beside them. Dumps written to /tmp (by an interpreter that ignores
     JITDUMPDIR, e.g. CPython's -X perf_jit) are moved in, and their jitted objects removed from
     /tmp (the bundle's build-id cache has them). Perf maps always live in /tmp: moved to maps/.
-    Only files of processes seen in the recording, owned by us and written since the capture
-    started are touched.
+    Only files of processes seen in the recording (with events, or with a jitdump in PATH/jit),
+    owned by us and written since the capture started are touched.
     """
     import glob
 
-    pids, _dumps = _recorded_tasks(perf, raw, buildid_dir)
     bundle = _bundle.Bundle(path)
+    pids = set(pids) | _jitdump_pids(bundle.jit_dir)
     jit_dir = bundle.jit_dir
     maps_dir = bundle.maps_dir
     perf_maps = []
@@ -165,19 +149,25 @@ def _du(path):
     return total
 
 
-def run(path, argv, tracer, profile_name=None, profile_file=None):
-    """Run argv (script.py args... or -m module args...) under perf; returns the exit status."""
+def run(path, argv, tracer, profile_name=None, profile_file=None, keep_perf_data=False):
+    """Run argv (script.py args... or -m module args...) under perf; returns the exit status.
+
+    keep_perf_data: also keep perf.data and the binaries (buildid/) for perf's own tools, as
+    the profile's keep_perf_data does; by default the bundle keeps the symbolized events only.
+    """
     try:
-        return _run(path, argv, tracer, profile_name, profile_file)
+        return _run(path, argv, tracer, profile_name, profile_file, keep_perf_data)
     except CaptureError as ex:
         print(f"etwtrace: {ex}", file=sys.stderr, flush=True)
         return 2
 
 
-def _run(path, argv, tracer, profile_name, profile_file):
+def _run(path, argv, tracer, profile_name, profile_file, keep_perf_data):
     instrumented = tracer._mode == "instrumented"
     path = check_destination(path)
     profile = load_profile(profile_file, profile_name)
+    if keep_perf_data:
+        profile.keep_perf_data = True
 
     perf = perf_version = None
     no_perf_reason = None
@@ -278,7 +268,11 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
 
     if perf:
         probe_events = probes.events if probes else {}
-        command = [perf, "--buildid-dir", buildid_dir, "record", "-k", "1", "-o", raw,
+        # --no-bpf-event: perf 6.1's side-band thread for BPF events costs about 1 s at the end
+        # of every recording here, for events we never read. -N: the build-id cache is filled
+        # only when perf.data is kept (else perf script symbolizes against the binaries in place).
+        command = [perf, "--buildid-dir", buildid_dir, "record", "-k", "1", "--no-bpf-event",
+                   *([] if profile.keep_perf_data else ["-N"]), "-o", raw,
                    *profile.record_args(probe_events, bool(tracefs), user_only), "--", *child]
         manifest["perf"] = {"version": perf_version, "record": command[:command.index("--")],
                             "probes": {name: len(events) for name, events in sorted(probe_events.items())}}
@@ -315,7 +309,7 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
                     continue
         ended_at = time.time()
         return _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw,
-                       returncode, started_at, ended_at)
+                       returncode, started_at, ended_at, profile.keep_perf_data)
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
@@ -326,9 +320,38 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
             pass
 
 
+class _Step:
+    """A finishing step: says what it does on stderr if it takes more than `after` seconds."""
+
+    def __init__(self, message, after=0.5):
+        self._timer = threading.Timer(after, _info, (message,))
+        self._timer.daemon = True
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+
+def _lost_words(perf_info):
+    """What perf lost, in words for the closing line, or None."""
+    chunks = perf_info.get("lost_chunks") or 0
+    samples = perf_info.get("lost_samples") or 0
+    parts = []
+    if chunks:
+        parts.append(f"{chunks:,} chunks of events")
+    if samples:
+        total = samples + (perf_info.get("samples") or 0)
+        parts.append(f"{samples:,} of {total:,} samples ({100 * samples / total:.1f}%)")
+    return " and ".join(parts) or None
+
+
 def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw, returncode,
-            started_at, ended_at):
-    """After the target: check it ran, inject, collect, write the manifest, report."""
+            started_at, ended_at, keep_perf_data=False):
+    """After the target: check it ran, inject, symbolize, collect, write the manifest, report."""
+    from .._read.perf_data import perf_stats, symbolize
 
     started_marker = os.path.join(path, _bundle.STARTED)
     started = os.path.exists(started_marker)
@@ -345,11 +368,22 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
     status, how = _status_of(returncode)
     manifest.update({"exit_status": status, "ending": how, "duration_s": round(ended_at - started_at, 3)})
 
+    lost = None
+    events = 0
+    pids = set()
+    finish_started = time.time()
+    timings = {"record_s": round(ended_at - started_at, 3)}
     if perf:
-        _info("finishing the capture (perf inject --jit)...")
+        info = manifest["perf"]
+        stats = perf_stats(raw, perf) or {}
+        info.update({"samples": stats.get("samples", 0), "lost_chunks": stats.get("lost_chunks", 0),
+                     "lost_samples": stats.get("lost_samples", 0)})
+        samples = info["samples"]
         data = os.path.join(path, _bundle.PERF_DATA)
-        inject = subprocess.run([perf, "--buildid-dir", buildid_dir, "inject", "--jit", "-i", raw, "-o", data],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with _Step(f"finishing the capture: perf inject --jit ({samples:,} samples)..."):
+            inject = subprocess.run([perf, "--buildid-dir", buildid_dir, "inject", "--jit", "-i", raw, "-o", data],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        timings["inject_s"] = round(time.time() - finish_started, 3)
         if inject.returncode != 0 or not os.path.exists(data):
             why = inject.stderr.decode(errors="replace").strip().splitlines()
             _warn(f"perf inject --jit failed ({why[-1] if why else inject.returncode}); "
@@ -357,31 +391,61 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
             if os.path.exists(data):
                 os.unlink(data)
             os.replace(raw, data)
-            manifest["perf"]["injected"] = False
+            info["injected"] = False
         else:
-            manifest["perf"]["injected"] = True
-            manifest.update(_collect(path, perf, buildid_dir, started_at, data))
+            info["injected"] = True
             os.unlink(raw)
-        lost = [ln.strip() for ln in log_text.splitlines() if "lost" in ln.lower()]
-        if lost:
-            manifest["perf"]["warnings"] = lost
+        # Symbolize once, while every binary (and /tmp/perf-<pid>.map) is at hand.
+        with _Step(f"symbolizing {samples:,} samples (perf script)..."):
+            try:
+                events, pids = symbolize(path, data, os.path.join(path, _bundle.EVENTS), perf,
+                                         buildid_dir=buildid_dir)
+                info["events"] = events
+                timings["symbolize_s"] = round(time.time() - finish_started - timings["inject_s"], 3)
+            except (CaptureError, OSError, ValueError) as ex:
+                _warn(f"{ex}; keeping perf.data to be read with perf script")
+                keep_perf_data = True
+        info["kept_perf_data"] = keep_perf_data
+        if not keep_perf_data:
+            os.unlink(data)
+            shutil.rmtree(buildid_dir, ignore_errors=True)
+        lost = _lost_words(info)
+        warnings = [ln.strip() for ln in log_text.splitlines() if "lost" in ln.lower()]
+        if info["lost_chunks"]:
+            # The form the report's health line (and anyone grepping the log) reads.
+            warnings.append(f"perf lost {info['lost_chunks']} chunks of events while recording")
+        if warnings:
+            info["warnings"] = warnings
+    manifest.update(_collect(path, pids, started_at))
     manifest["traces"] = sorted(os.listdir(trace_dir))
     if not os.listdir(jit_dir):
         os.rmdir(jit_dir)
     if not manifest["traces"]:
         os.rmdir(trace_dir)
     manifest["complete"] = True
+    timings["finish_s"] = round(time.time() - finish_started, 3)
+    manifest["timings"] = timings
     manifest["size_bytes"] = _du(path)
     binaries = _du(buildid_dir) if os.path.isdir(buildid_dir) else 0
     write_manifest(path, manifest)
 
-    sizes = f"{(manifest['size_bytes'] - binaries) / 1e6:.1f} MB of events"
-    if binaries:
-        sizes += f", {binaries / 1e6:.0f} MB of binaries for symbols in buildid/ (hard links where possible)"
-    _info(f"capture saved to {path} ({sizes}); the target {how}")
-    _info(f"look at it with: python -m etwtrace dump {_quote(path)}")
+    size = manifest["size_bytes"]
+    sizes = f"{size / 1e6:.1f} MB"
     if perf:
-        _info(f"          or: perf --buildid-dir {_quote(buildid_dir)} report "
+        sizes += f", {events:,} events"
+    if binaries:
+        sizes += f", of which {binaries / 1e6:.0f} MB of binaries in buildid/ for perf's own tools"
+    if lost:
+        _warn(f"perf lost {lost} while recording (its buffer was full): the capture is incomplete; "
+              "give the profile a bigger mmap_pages or a lower frequency")
+        sizes += f"; perf LOST {lost}"
+    _info(f"capture saved to {path} ({sizes}); the target {how}")
+    quoted = _quote(path)
+    _info(f"see where the time went: python -m etwtrace report {quoted}")
+    _info(f"                     or: python -m etwtrace report {quoted} --format html -o {_quote(path + '.html')}")
+    _info(f"every event: python -m etwtrace dump {quoted}")
+    if perf and os.path.exists(os.path.join(path, _bundle.PERF_DATA)):
+        _info(f"perf's own views: perf --buildid-dir {_quote(buildid_dir)} report "
               f"-i {_quote(os.path.join(path, _bundle.PERF_DATA))}")
     if returncode < 0 and -returncode == signal.SIGINT:
         # End like an interrupted program, so a calling shell sees the interruption.

@@ -2,8 +2,10 @@
 
 Sources, merged and sorted by timestamp (CLOCK_MONOTONIC ns everywhere):
 
-* perf.data, through `perf script` (perf_data.py): the USDT probes' Python events, CPU samples
-  (SampledProfile) and context switches (CSwitch), with DWARF-unwound native stacks;
+* perf's events (perf_data.py): events.jsonl.gz, symbolized once at the end of the capture, or
+  perf.data through `perf script` (or perf.raw of a capture whose supervisor was killed): the
+  USDT probes' Python events, CPU samples (SampledProfile) and context switches (CSwitch), with
+  DWARF-unwound native stacks;
 * jit/jit-<pid>.dump (jitdump.py): in stack mode, the PythonFunction events of every thunk a
   process made, which win over the `function` probe (perf's uprobes reach a process only some
   time after it starts);
@@ -12,11 +14,14 @@ Sources, merged and sorted by timestamp (CLOCK_MONOTONIC ns everywhere):
   Python stack of their instant as `python_stack`.
 
 A native frame inside a thunk gets that thunk's PythonFunction event as `.function`.
+Whatever was lost is said through `warn` (read() makes it a RuntimeWarning): an unfinished
+capture, chunks of events or samples perf lost (manifest["perf"]["lost_chunks"], ...), an
+events file cut short.
 """
 
 import bisect
 import os
-import sys
+import warnings
 
 from .. import _bundle
 from .._schema import CSWITCH, PYTHON_EVENTS, SAMPLED_PROFILE
@@ -89,14 +94,44 @@ def _attach_python_stacks(events, traced_pids):
             ]
 
 
-def read_capture(path, manifest, warn_trace):
+def _warn(message):
+    warnings.warn(message, RuntimeWarning, stacklevel=5)
+
+
+def _lost_message(path, perf):
+    """What perf lost while recording, in words, or None."""
+    chunks = int(perf.get("lost_chunks") or 0)
+    samples = int(perf.get("lost_samples") or 0)
+    if not chunks and not samples:
+        return None
+    parts = []
+    if chunks:
+        parts.append(f"{chunks:,} chunks of events (its buffer was full)")
+    if samples:
+        total = samples + int(perf.get("samples") or 0)
+        parts.append(f"{samples:,} samples" + (f" of {total:,} ({100 * samples / total:.1f}%)" if total else ""))
+    return (f"{path}: perf lost {' and '.join(parts)} while recording: the events read are incomplete "
+            "(record with a bigger buffer, e.g. mmap_pages in the profile, or a lower frequency)")
+
+
+def read_capture(path, manifest, warn_trace, warn=_warn):
     """The events of the capture at PATH (whose manifest was loaded), in timestamp order."""
     bundle = _bundle.Bundle(path)
+    perf = manifest.get("perf") or {}
     if not manifest.get("complete"):
-        print(f"etwtrace: warning: {bundle.path} is an incomplete capture (the recording was interrupted)",
-              file=sys.stderr)
+        what = ("the launcher ended before finishing it; what perf recorded is read from "
+                f"{_bundle.PERF_RAW}" if perf and not os.path.exists(bundle.events)
+                and not os.path.exists(bundle.perf_data) else "the recording was interrupted")
+        warn(f"{bundle.path} is an incomplete capture ({what})")
+        if perf and "lost_chunks" not in perf and os.path.exists(bundle.perf_raw):
+            from .perf_data import perf_stats
 
-    perf_events = read_perf_data(bundle.path) if manifest.get("perf") else []
+            perf = dict(perf, **(perf_stats(bundle.perf_raw) or {}))
+    lost = _lost_message(bundle.path, perf)
+    if lost:
+        warn(lost)
+
+    perf_events = read_perf_data(bundle.path, warn) if manifest.get("perf") else []
     trace_events = _read_trace_files(bundle, warn_trace)
     traced_pids = {e.pid for e in trace_events}
     # Processes with a trace file: their Python events come from it (lossless).
@@ -116,10 +151,15 @@ def read_capture(path, manifest, warn_trace):
 
     events.sort(key=lambda e: e.timestamp)
     index = _FunctionIndex(e for e in events if e.name == "PythonFunction")
+    # perf_data shares Frames between the events of a process: name each frame once.
+    seen = set()
     for event in perf_events:
         for frame in event.stack:
-            if frame.function is None:
-                frame.function = index.lookup(event.pid, int(frame))
+            key = id(frame)
+            if key not in seen:
+                seen.add(key)
+                if frame.function is None:
+                    frame.function = index.lookup(event.pid, int(frame))
 
     if traced_pids:
         _attach_python_stacks(events, traced_pids)

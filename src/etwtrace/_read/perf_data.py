@@ -1,15 +1,26 @@
-"""A capture's perf.data, unwound and symbolized by `perf script` into events.
+"""perf's events of a capture: the symbolized events file, or perf.data through `perf script`.
 
-perf does the DWARF unwinding and symbolizing with the bundle's build-id cache
-(`--buildid-dir PATH/buildid`), so stacks resolve the same after the bundle is moved or copied
-to another machine; perf_script.py (run inside perf) prints one JSON line per event, parsed
-here. Events: the etwtrace USDT probes -> upstream's Python events; sampled events (cpu-clock)
+At the end of a capture the supervisor runs `perf script -s perf_script.py` once, while the
+recorded binaries are at hand, and keeps its output, interned (modules, frames, stacks, then
+events naming a stack id), as PATH/events.jsonl.gz (`symbolize()`; the layout is
+_bundle.EVENTS_FORMAT). Reading a capture then needs neither perf nor the binaries, and works
+the same on another machine. A capture that kept only perf.data (or one from an older etwtrace)
+is read through `perf script` with the bundle's build-id cache (`--buildid-dir PATH/buildid`);
+one whose supervisor was killed before finishing (perf.raw, no perf.data) is finished here as
+far as possible (`perf inject --jit` with the jitdumps in jit/, then the same reading).
+
+Events: the etwtrace USDT probes -> upstream's Python events; sampled events (cpu-clock)
 -> SampledProfile; sched:sched_switch -> CSwitch.
 """
 
+import gzip
 import json
 import os
+import re
 import subprocess
+import tempfile
+import threading
+import zlib
 
 from .. import _bundle
 from .._errors import ReadError
@@ -17,11 +28,14 @@ from .._perf import INSTALL_HINT, perf_path
 from .._schema import CSWITCH, MARK, PROBE_EVENT_NAMES, PROBE_GROUP_PREFIX, SAMPLED_PROFILE
 from .events import Event, Frame, mark_opcode
 
+_PID = re.compile(rb'"p": (\d+)')
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "perf_script.py")
 
-def _perf_command():
+
+def _perf_command(what):
     perf = perf_path()
     if not perf:
-        raise ReadError(f"reading a capture's {_bundle.PERF_DATA} needs perf; {INSTALL_HINT}")
+        raise ReadError(f"reading a capture's {what} needs perf; {INSTALL_HINT}")
     return perf
 
 
@@ -53,7 +67,7 @@ def _event_from_perf(name, pid, tid, ts, cpu, fields, stack):
             "OldProcessName": fields.get("prev_comm"),
             "NewProcessName": fields.get("next_comm"),
         }, stack, cpu=cpu, source="perf")
-    if name == "dummy" or name.startswith("dummy"):
+    if name.startswith("dummy"):
         return None
     short = name.split("/", 1)[0] if "/" in name else name
     fields = dict(fields)
@@ -62,39 +76,281 @@ def _event_from_perf(name, pid, tid, ts, cpu, fields, stack):
     return Event(SAMPLED_PROFILE, pid, tid, ts, fields, stack, cpu=cpu, source="perf")
 
 
-def read_perf_data(path, perf=None):
-    """Events of PATH/perf.data (unsorted: perf orders them per its own rules)."""
+class _Parser:
+    """The interned lines (perf_script.py's, or events.jsonl.gz's) -> Events.
+
+    Frames are shared by the events of one process (a Frame's `.function` depends on the
+    process); every event gets its own list of them.
+    """
+
+    def __init__(self):
+        self.modules = {}
+        self.frames = {}  # frame id -> (address, symbol, module)
+        self.stacks = {}  # stack id -> [frame id, ...]
+        self._built = {}  # (pid, stack id) -> [Frame, ...]
+        self._frame_objects = {}  # (pid, frame id) -> Frame
+        self.events = []
+        self.header = None
+        self.end = None
+
+    def stack(self, pid, stack_id):
+        built = self._built.get((pid, stack_id))
+        if built is None:
+            objects = self._frame_objects
+            built = []
+            for fid in self.stacks.get(stack_id, ()):
+                frame = objects.get((pid, fid))
+                if frame is None:
+                    address, symbol, module = self.frames[fid]
+                    frame = objects[(pid, fid)] = Frame(address, symbol, module)
+                built.append(frame)
+            self._built[(pid, stack_id)] = built
+        return list(built)
+
+    def feed(self, lines):
+        loads = json.loads
+        events = self.events
+        for raw in lines:
+            if not raw.startswith(b"{"):
+                continue
+            try:
+                record = loads(raw)
+            except ValueError:
+                continue
+            name = record.get("e")
+            if name is not None:
+                pid = record["p"]
+                stack_id = record.get("k", -1)
+                stack = self.stack(pid, stack_id) if stack_id >= 0 else []
+                event = _event_from_perf(name, pid, record["t"], record["ts"], record["c"],
+                                         record["f"], stack)
+                if event is not None:
+                    events.append(event)
+            elif "y" in record:
+                fid, address, symbol, module = record["y"]
+                self.frames[fid] = (address, symbol, self.modules.get(module))
+            elif "k" in record:
+                sid, ids = record["k"]
+                self.stacks[sid] = ids
+            elif "m" in record:
+                index, module = record["m"]
+                self.modules[index] = module
+            elif "format" in record:
+                self.header = record
+            elif "end" in record:
+                self.end = record["end"]
+
+
+def _script_command(perf, bundle, data, buildid_dir=None):
+    command = [perf]
+    buildid_dir = buildid_dir or bundle.buildid_dir
+    if os.path.isdir(buildid_dir):
+        command += ["--buildid-dir", buildid_dir]
+    return command + ["script", "-f", "-i", data, "-s", SCRIPT, "--no-inline"]
+
+
+class _Stderr:
+    """perf's stderr, read on a thread so that neither pipe can fill up and block perf."""
+
+    def __init__(self, stream):
+        self.text = ""
+        self._stream = stream
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        self.text = self._stream.read().decode(errors="replace")
+
+    def join(self):
+        self._thread.join()
+        return self.text
+
+
+def _perf_failure(data, err, returncode):
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("Warning")]
+    return f"perf script could not read {data} ({lines[-1].strip() if lines else returncode})"
+
+
+def symbolize(path, data, out_path, perf=None, buildid_dir=None):
+    """Run `perf script` on `data` once and write its events as the events file `out_path`.
+
+    Returns (number of events written, pids of the events). Raises ReadError when perf reads
+    nothing.
+    """
     bundle = _bundle.Bundle(path)
-    data = bundle.perf_data
-    if not os.path.exists(data):
-        return []
-    perf = perf or _perf_command()
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "perf_script.py")
-    command = [perf, "--buildid-dir", bundle.buildid_dir, "script", "-f", "-i", data,
-               "-s", script, "--no-inline"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=bundle.path)
-    modules = {}
-    events = []
-    loads = json.loads
-    for raw in proc.stdout:
-        if not raw.startswith(b"{"):
-            continue
+    perf = perf or _perf_command(os.path.basename(data))
+    proc = subprocess.Popen(_script_command(perf, bundle, data, buildid_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=bundle.path)
+    stderr = _Stderr(proc.stderr)
+    count = 0
+    pids = set()
+    pid_of = _PID.search
+    tmp = out_path + ".tmp"
+    try:
+        with gzip.open(tmp, "wb", compresslevel=6) as out:
+            out.write(json.dumps({"format": _bundle.EVENTS_FORMAT, "version": _bundle.EVENTS_VERSION}).encode() + b"\n")
+            write = out.write
+            for raw in proc.stdout:
+                if raw.startswith(b"{"):
+                    if raw.startswith(b'{"e"'):
+                        count += 1
+                        m = pid_of(raw)
+                        if m:
+                            pids.add(int(m.group(1)))
+                    write(raw)
+            proc.wait()
+            err = stderr.join()
+            if proc.returncode != 0 and not count:
+                raise ReadError(_perf_failure(data, err, proc.returncode))
+            write(json.dumps({"end": {"events": count}}).encode() + b"\n")
+        os.replace(tmp, out_path)
+    except BaseException:
+        proc.kill()
+        proc.wait()
         try:
-            record = loads(raw)
-        except ValueError:
-            continue
-        if "m" in record:
-            index, module = record["m"]
-            modules[index] = module
-            continue
-        stack = [Frame(ip, sym, modules.get(mod)) for ip, sym, mod in record["s"]]
-        event = _event_from_perf(record["e"], record["p"], record["t"], record["ts"], record["c"],
-                                 record["f"], stack)
-        if event is not None:
-            events.append(event)
-    err = proc.stderr.read().decode(errors="replace")
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return count, pids
+
+
+def read_events_file(file, warn=None):
+    """Events of an events.jsonl.gz file; a file cut short is read up to the cut (warn says so)."""
+    parser = _Parser()
+    damage = None
+    try:
+        with gzip.open(file, "rb") as f:
+            parser.feed(f)
+    except (EOFError, OSError, ValueError, zlib.error) as ex:  # gzip.BadGzipFile is an OSError
+        damage = str(ex) or type(ex).__name__
+    if parser.header is None or parser.header.get("format") != _bundle.EVENTS_FORMAT:
+        if not parser.events:
+            raise ReadError(f"{file} is not an etwtrace events file (damaged: {damage or 'no header'})")
+    if parser.end is None and warn is not None:
+        warn(f"{file} is cut short ({damage or 'no end record'}): {len(parser.events):,} events were read, "
+             "the events after the cut are lost")
+    return parser.events
+
+
+def _read_through_perf(bundle, data, perf=None):
+    perf = perf or _perf_command(os.path.basename(data))
+    proc = subprocess.Popen(_script_command(perf, bundle, data), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=bundle.path)
+    stderr = _Stderr(proc.stderr)
+    parser = _Parser()
+    parser.feed(proc.stdout)
     proc.wait()
-    if proc.returncode != 0 and not events:
-        lines = [ln for ln in err.splitlines() if ln.strip()]
-        raise ReadError(f"perf script could not read {data} ({lines[-1] if lines else proc.returncode})")
-    return events
+    err = stderr.join()
+    if proc.returncode != 0 and not parser.events:
+        raise ReadError(_perf_failure(data, err, proc.returncode))
+    return parser.events
+
+
+_STAT = re.compile(r"^\s*(\w+) events:\s+(\d+)")
+
+
+def perf_stats(data, perf=None):
+    """{samples, lost_chunks, lost_samples} of a perf.data file, from `perf report --stats`
+    (the LOST records: chunks of events the kernel could not write because perf's buffer was
+    full; LOST_SAMPLES: samples the kernel dropped), or None when perf cannot say."""
+    perf = perf or perf_path()
+    if not perf:
+        return None
+    try:
+        out = subprocess.run([perf, "report", "-i", data, "--stats"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    stats = {"samples": 0, "lost_chunks": 0, "lost_samples": 0}
+    aggregated = True
+    for line in out.stdout.decode(errors="replace").splitlines():
+        if line.rstrip().endswith(" stats:") and not line.strip().startswith("Aggregated"):
+            aggregated = False  # per-event sections: LOST_SAMPLES counts samples there
+            continue
+        m = _STAT.match(line)
+        if not m:
+            continue
+        kind, n = m.group(1), int(m.group(2))
+        if aggregated and kind == "SAMPLE":
+            stats["samples"] = n
+        elif aggregated and kind == "LOST":
+            stats["lost_chunks"] = n
+        elif not aggregated and kind == "LOST_SAMPLES":
+            stats["lost_samples"] += n
+    return stats
+
+
+def recording_finished(bundle):
+    """True when perf-record.log says perf finished writing perf.raw."""
+    try:
+        with open(bundle.perf_log, encoding="utf-8", errors="replace") as f:
+            return "Captured and wrote" in f.read()
+    except OSError:
+        return False
+
+
+def finish_raw(bundle, warn):
+    """perf inject --jit of an unfinished capture's perf.raw, into perf.data when the bundle is
+    writable (the next read starts from there), else into a temporary file. Returns the path of
+    the injected data (or of perf.raw itself when inject fails) and a cleanup callable."""
+    perf = _perf_command(_bundle.PERF_RAW)
+    finished = recording_finished(bundle)
+    if finished and os.access(bundle.path, os.W_OK):
+        out, cleanup = bundle.perf_data, (lambda: None)
+    else:
+        fd, out = tempfile.mkstemp(suffix=".data", prefix="etwtrace-")
+        os.close(fd)
+
+        def cleanup():
+            try:
+                os.unlink(out)
+            except OSError:
+                pass
+    command = [perf]
+    if os.path.isdir(bundle.buildid_dir):
+        command += ["--buildid-dir", bundle.buildid_dir]
+    inject = subprocess.run(command + ["inject", "--jit", "-i", bundle.perf_raw, "-o", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    if inject.returncode != 0 or not os.path.getsize(out):
+        cleanup()
+        if out == bundle.perf_data and os.path.exists(out):
+            os.unlink(out)
+        warn(f"{bundle.perf_raw}: perf inject --jit failed, so Python frames inside thunks may "
+             "lack unwind information; reading the raw recording")
+        return bundle.perf_raw, (lambda: None)
+    return out, cleanup
+
+
+def read_perf_data(path, warn=None, perf=None):
+    """perf's events of the capture at PATH (unsorted: perf orders them per its own rules).
+
+    From events.jsonl.gz when present, else perf.data through `perf script`, else perf.raw
+    (a capture whose supervisor did not finish), injected first. `warn(message)` is told of
+    anything lost on the way.
+    """
+    warn = warn or (lambda message: None)
+    bundle = _bundle.Bundle(path)
+    if os.path.exists(bundle.events):
+        return read_events_file(bundle.events, warn)
+    if os.path.exists(bundle.perf_data):
+        return _read_through_perf(bundle, bundle.perf_data, perf)
+    if os.path.exists(bundle.perf_raw):
+        if not recording_finished(bundle):
+            warn(f"{bundle.path}: perf had not finished writing {_bundle.PERF_RAW} (perf-record.log does not "
+                 "say it wrote it: perf is still recording, or was killed); reading what it holds")
+        data, cleanup = finish_raw(bundle, warn)
+        try:
+            if data == bundle.perf_data:
+                # Finish the capture's reading for good: later reads take the events file.
+                try:
+                    symbolize(bundle.path, data, bundle.events, perf)
+                    return read_events_file(bundle.events, warn)
+                except OSError:
+                    pass
+            return _read_through_perf(bundle, data, perf)
+        finally:
+            cleanup()
+    return []

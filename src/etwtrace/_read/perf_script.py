@@ -1,35 +1,54 @@
 # Runs inside `perf script -s` (perf's own embedded Python, whatever version perf was built
 # with), never imported by etwtrace. perf unwinds and symbolizes every sample; this script only
-# writes them out as JSON lines for etwtrace._perfdata, one event per line:
+# writes them out as JSON lines, interning modules, frames and stacks (a program's samples
+# share a few thousand stacks), one record per line:
 #
-#   {"m": [index, "module path"]}                          a module (DSO), before its first use
+#   {"m": [module id, "module path"]}                       a module (DSO), before its first use
+#   {"y": [frame id, address, symbol, module id]}           a frame, before its first use
+#   {"k": [stack id, [frame id, ...]]}                      a stack, leaf first, before its use
 #   {"e": name, "p": pid, "t": tid, "ts": ns, "c": cpu,
-#    "f": {field: value}, "s": [[address, symbol, module index], ...]}   an event, stack leaf first
+#    "f": {field: value}, "k": stack id}                    an event (stack id -1: no stack)
 #
-# Addresses are absolute (as in the process); symbol is null where perf found none.
+# These are the lines of the bundle's events.jsonl.gz between its header and its end line
+# (etwtrace/_bundle.py, EVENTS_FORMAT); etwtrace/_read/perf_data.py parses them. Addresses are
+# absolute (as in the process); symbol is null where perf found none.
 import json
 import sys
 
 _modules = {}
+_frames = {}
+_stacks = {}
 _out = sys.stdout
 _write = _out.write
+_dumps = json.dumps
 
 
 def _module(name):
     index = _modules.get(name)
     if index is None:
         index = _modules[name] = len(_modules)
-        _write(json.dumps({"m": [index, name]}) + "\n")
+        _write(_dumps({"m": [index, name]}) + "\n")
     return index
 
 
 def _stack(callchain):
-    frames = []
-    for entry in callchain or ():
+    if not callchain:
+        return -1
+    ids = []
+    for entry in callchain:
         sym = entry.get("sym")
-        frames.append([entry.get("ip", 0), sym.get("name") if sym else None,
-                       _module(entry.get("dso") or "[unknown]")])
-    return frames
+        key = (entry.get("ip", 0), sym.get("name") if sym else None, entry.get("dso") or "[unknown]")
+        frame = _frames.get(key)
+        if frame is None:
+            frame = _frames[key] = len(_frames)
+            _write(_dumps({"y": [frame, key[0], key[1], _module(key[2])]}) + "\n")
+        ids.append(frame)
+    key = tuple(ids)
+    stack = _stacks.get(key)
+    if stack is None:
+        stack = _stacks[key] = len(_stacks)
+        _write(_dumps({"k": [stack, ids]}) + "\n")
+    return stack
 
 
 def _emit(name, sample, fields, callchain):
@@ -40,9 +59,9 @@ def _emit(name, sample, fields, callchain):
         "ts": sample.get("time", 0),
         "c": sample.get("cpu", -1),
         "f": fields,
-        "s": _stack(callchain),
+        "k": _stack(callchain),
     }
-    _write(json.dumps(record, default=repr) + "\n")
+    _write(_dumps(record, default=repr) + "\n")
 
 
 def process_event(param_dict):
