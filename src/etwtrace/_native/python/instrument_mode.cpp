@@ -270,11 +270,33 @@ PyObject* after_fork_child(PyObject*, PyObject*) {
 }
 PyMethodDef after_fork_def = {"_etwtrace_after_fork_child", after_fork_child, METH_NOARGS, nullptr};
 
+// Around fork() in the parent: the writer thread stops (after writing what is queued) and
+// starts again with the next chunk, so the process forks without a thread of ours (3.12+ warn
+// "This process is multi-threaded, use of fork() may lead to deadlocks" otherwise, counting
+// threads right after fork(); 3.13.0 even after the after-fork-in-parent hooks). Events
+// meanwhile wait in the queue, so the trace stays lossless.
+PyObject* before_fork(PyObject*, PyObject*) {
+    if (g_enabled && g_writer) {
+        g_writer->pause();  // the writer thread never needs the GIL
+    }
+    Py_RETURN_NONE;
+}
+PyMethodDef before_fork_def = {"_etwtrace_before_fork", before_fork, METH_NOARGS, nullptr};
+
+PyObject* after_fork_parent(PyObject*, PyObject*) {
+    if (g_writer) {
+        g_writer->resume();
+    }
+    Py_RETURN_NONE;
+}
+PyMethodDef after_fork_parent_def = {"_etwtrace_after_fork_parent", after_fork_parent, METH_NOARGS, nullptr};
+
 bool install_process_hooks() {
     if (g_process_hooks_installed) {
         return true;
     }
-    if (!call_with_builtin("atexit", "register", &atexit_def) || !register_after_fork_in_child(&after_fork_def)) {
+    if (!call_with_builtin("atexit", "register", &atexit_def) || !register_after_fork_in_child(&after_fork_def) ||
+        !register_around_fork(&before_fork_def, &after_fork_parent_def)) {
         return false;
     }
     g_process_hooks_installed = true;

@@ -35,4 +35,24 @@ inline bool register_after_fork_in_child(PyMethodDef* def) {
     return result != nullptr;
 }
 
+// os.register_at_fork(before=before, after_in_parent=parent): new builtins made from the
+// defs. False with an exception set.
+inline bool register_around_fork(PyMethodDef* before, PyMethodDef* parent) {
+    PyObject* os = PyImport_ImportModule("os");
+    PyObject* register_at_fork = os ? PyObject_GetAttrString(os, "register_at_fork") : nullptr;
+    PyObject* b = register_at_fork ? PyCFunction_New(before, nullptr) : nullptr;
+    PyObject* p = b ? PyCFunction_New(parent, nullptr) : nullptr;
+    PyObject* args = p ? PyTuple_New(0) : nullptr;
+    PyObject* kwargs = args ? Py_BuildValue("{sOsO}", "before", b, "after_in_parent", p) : nullptr;
+    PyObject* result = kwargs ? PyObject_Call(register_at_fork, args, kwargs) : nullptr;
+    Py_XDECREF(result);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(p);
+    Py_XDECREF(b);
+    Py_XDECREF(register_at_fork);
+    Py_XDECREF(os);
+    return result != nullptr;
+}
+
 }  // namespace etwtrace::py

@@ -1,6 +1,7 @@
 #include "trace/trace_writer.h"
 
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -165,7 +166,13 @@ void TraceWriter::submit(Chunk* chunk) {
         delete chunk;
         return;
     }
-    space_cv_.wait(lock, [this] { return in_flight_ < kMaxQueuedChunks; });
+    if (pausing_ && resume_pending_ && !stopping_) {
+        pausing_ = false;
+        resume_pending_ = false;
+        thread_ = std::thread([this] { run(); });  // run() waits for the lock we hold
+    }
+    // Paused (around fork()), nothing drains the queue: it grows for that moment instead.
+    space_cv_.wait(lock, [this] { return in_flight_ < kMaxQueuedChunks || pausing_; });
     queue_.push_back(chunk);
     ++in_flight_;
     lock.unlock();
@@ -240,16 +247,21 @@ void TraceWriter::write_small_record(format::RecordType type, const uint64_t* va
 
 void TraceWriter::run() {
     using namespace std::chrono_literals;
-    uint64_t reported_loss = 0;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        writer_tid_ = static_cast<long>(::syscall(SYS_gettid));
+    }
     std::vector<Chunk*> batch;
     for (;;) {
         bool stop = false;
+        bool pause = false;
         {
             std::unique_lock<std::mutex> lock(mu_);
-            work_cv_.wait_for(lock, 100ms, [this] { return !queue_.empty() || stopping_; });
+            work_cv_.wait_for(lock, 100ms, [this] { return !queue_.empty() || stopping_ || pausing_; });
             batch.assign(queue_.begin(), queue_.end());
             queue_.clear();
             stop = stopping_;
+            pause = pausing_;
         }
         for (Chunk* chunk : batch) {
             write_chunk(chunk);
@@ -272,12 +284,12 @@ void TraceWriter::run() {
             last_sync_ns_ = now;
         }
         uint64_t loss = lost_events();
-        if (loss != reported_loss) {
-            uint64_t values[2] = {0, loss - reported_loss};
+        if (loss != reported_loss_) {
+            uint64_t values[2] = {0, loss - reported_loss_};
             write_small_record(format::RecordType::Loss, values, 2);
-            reported_loss = loss;
+            reported_loss_ = loss;
         }
-        if (stop) {
+        if (stop || pause) {
             std::lock_guard<std::mutex> lock(mu_);
             if (queue_.empty()) {
                 break;
@@ -298,11 +310,51 @@ void TraceWriter::finish() {
     if (thread_.joinable()) {
         thread_.join();
     }
+    // Finished while paused: nothing has written the queue yet.
+    std::deque<Chunk*> left;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        left.swap(queue_);
+    }
+    for (Chunk* chunk : left) {
+        write_chunk(chunk);
+        delete chunk;
+    }
     if (fd_ >= 0) {
         uint64_t values[3] = {chunks_written_, lost_events(), monotonic_ns()};
         write_small_record(format::RecordType::End, values, 3);
         ::close(fd_);
         fd_ = -1;
+    }
+}
+
+void TraceWriter::pause() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_ || pausing_ || !thread_.joinable()) {
+            return;
+        }
+        pausing_ = true;
+    }
+    work_cv_.notify_one();
+    thread_.join();
+    // pthread_join returns when the thread has exited, a moment before the kernel stops
+    // counting it (/proc/self/stat's num_threads, which CPython reads for its fork() warning).
+    long tid = 0;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        tid = writer_tid_;
+    }
+    std::string task = "/proc/self/task/" + std::to_string(tid);
+    for (int i = 0; tid > 0 && i < 2000 && ::access(task.c_str(), F_OK) == 0; ++i) {
+        ::usleep(10);  // microseconds; bounded at ~20 ms + syscalls
+    }
+}
+
+void TraceWriter::resume() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pausing_) {
+        resume_pending_ = true;
     }
 }
 

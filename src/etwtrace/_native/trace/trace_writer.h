@@ -71,6 +71,13 @@ public:
     // In a fork() child: the writer thread does not exist there and the mutex may be held by
     // it. Closes the file descriptor and leaks the object without touching its locks.
     void abandon_after_fork();
+    // Around fork(): pause() writes what is queued and joins the writer thread, so that the
+    // process forks with no thread of ours (3.12+ warns about forking a multi-threaded
+    // process); chunks submitted meanwhile wait in the queue. resume() starts the thread again.
+    // resume() starts it again at the next submit(): CPython 3.13.0 counts the threads after
+    // the after-fork-in-parent hooks, so the thread must not be back by then.
+    void pause();
+    void resume();
 
     const std::string& path() const { return path_; }
     uint64_t ticks_per_second() const { return ticks_per_second_; }
@@ -97,6 +104,10 @@ private:
     size_t in_flight_ = 0;  // queued + being written
     std::vector<Chunk*> free_;
     bool stopping_ = false;
+    bool pausing_ = false;
+    bool resume_pending_ = false;  // paused, and the next submit() starts the thread again
+    uint64_t reported_loss_ = 0;
+    long writer_tid_ = 0;  // the writer thread's kernel tid (pause() waits for it to be gone)  // the writer thread's: losses already in a Loss record
     uint64_t lost_events_ = 0;
     std::thread thread_;
 };
