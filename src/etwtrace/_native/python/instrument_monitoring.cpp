@@ -129,10 +129,12 @@ PyObject* monitoring_module() {
     return monitoring;
 }
 
-// Claims a sys.monitoring tool id (PROFILER_ID if free) under `name`; returns -1 with an
-// exception set when all are taken.
+// Claims a sys.monitoring tool id under `name`: 4 or 3, which CPython leaves to tools
+// without a well-known id, so that the program's own profiler (cProfile, which takes
+// PROFILER_ID = 2) still works; 2 only when both are taken. Returns -1 with an exception set
+// when all are taken.
 int claim_tool_id(PyObject* monitoring, const char* name) {
-    for (int id : {2, 3, 4}) {
+    for (int id : {4, 3, 2}) {
         PyObject* current_name = PyObject_CallMethod(monitoring, "get_tool", "i", id);
         if (!current_name) {
             return -1;

@@ -1,0 +1,38 @@
+"""A program's own profiler (cProfile, sys.setprofile) under instrumented tracing: its output
+must be the untraced run's byte for byte. On 3.12+ (sys.monitoring, a tool id other than
+cProfile's PROFILER_ID) the trace also still records every later call of work()."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import etwtrace
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reliability" / "own_profiler.py"
+
+
+def run(tmp_path, traced):
+    trace_dir = tmp_path / ("traces" if traced else "untraced")
+    trace_dir.mkdir()
+    launcher = ["-m", "etwtrace", "--instrument", "--quiet", "--"] if traced else []
+    proc = subprocess.run(
+        [sys.executable, *launcher, str(SCRIPT)],
+        cwd=tmp_path,
+        env=dict(os.environ, ETWTRACE_TRACE_DIR=str(trace_dir)),
+        capture_output=True,
+        timeout=60,
+    )
+    return proc, sorted(trace_dir.glob("*.etwtrace"))
+
+
+def test_own_profiler_output_unchanged(tmp_path):
+    untraced, _ = run(tmp_path, False)
+    traced, files = run(tmp_path, True)
+    assert untraced.returncode == 0, untraced.stderr
+    assert (traced.returncode, traced.stdout, traced.stderr) == (0, untraced.stdout, untraced.stderr)
+    assert len(files) == 1
+    if sys.version_info >= (3, 12):
+        ids = {e["FunctionID"] for e in etwtrace.read(files[0]) if e.name == "PythonFunction" and e["Name"] == "work"}
+        pushes = sum(1 for e in etwtrace.read(files[0]) if e.name == "PythonFunctionPush" and e["FunctionID"] in ids)
+        assert pushes == 3000
