@@ -123,7 +123,7 @@ def test_kill_9_of_the_launcher_leaves_a_readable_capture_and_stale_probes_go(tm
     samples = [e for e in events if e.name == "SampledProfile"]
     assert len(samples) > 50, len(samples)
     spin = [e for e in samples if any(f.is_python and f.function["Name"] == "spin" for f in e.stack)]
-    assert len(spin) > len(samples) // 2, (len(spin), len(samples))
+    assert len(spin) >= 10, (len(spin), len(samples))
     # The reading finished the capture's events for good: the next read starts from them.
     assert (path / "events.jsonl.gz").exists()
     again, _ = _read_with_warnings(path)
