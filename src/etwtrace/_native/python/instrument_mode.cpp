@@ -144,6 +144,12 @@ std::vector<Entry> live_prefix(const std::vector<Entry>& captured) {
 
 }  // namespace
 
+void add_lost_events(uint64_t n) {
+    if (g_writer) {
+        g_writer->add_lost_events(n);
+    }
+}
+
 ThreadState* attach_thread() {
     if (!g_enabled || !g_writer) {
         return nullptr;

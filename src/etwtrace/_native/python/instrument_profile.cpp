@@ -26,6 +26,28 @@ inline uint32_t profile_caller_offset(const ThreadState* ts, PyFrameObject* call
     return lasti > 0 ? static_cast<uint32_t>(lasti) : 0;
 }
 
+// sys.setprofile and _lsprof.Profiler.enable (cProfile): a call to either replaces this
+// thread's profile function (there is one slot per thread), so the recording of this thread
+// ends there. It cannot be kept: the trace says so with a lost event.
+const void* g_displacing[2] = {nullptr, nullptr};
+
+const void* method_key(const char* module, const char* attr, const char* method) {
+    compat::SavedException saved;
+    PyObject* mod = PyImport_ImportModule(module);
+    PyObject* obj = mod ? PyObject_GetAttrString(mod, attr) : nullptr;
+    PyObject* fn = obj && method ? PyObject_GetAttrString(obj, method) : obj;
+    if (fn != obj) {
+        Py_XDECREF(obj);
+    }
+    const void* key = fn ? cfunction_key(fn) : nullptr;
+    Py_XDECREF(fn);
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    return key;
+}
+
+__attribute__((noinline)) void note_displaced() { add_lost_events(1); }
+
 int profile_hook(PyObject*, PyFrameObject* frame, int what, PyObject* arg) {
     ThreadState* ts = current();
     if (!ts) {
@@ -55,6 +77,9 @@ int profile_hook(PyObject*, PyFrameObject* frame, int what, PyObject* arg) {
         break;
     case PyTrace_C_CALL: {
         const void* key = cfunction_key(arg);
+        if (__builtin_expect(key == g_displacing[0] || key == g_displacing[1], 0) && key) {
+            note_displaced();
+        }
         if (key) {
             push_c(ts, arg, nullptr, key, profile_caller_offset(ts, frame));
         }
@@ -165,6 +190,8 @@ void hook_start_new_thread(bool install) {
 }  // namespace
 
 bool install_profile_hooks() {
+    g_displacing[0] = method_key("sys", "setprofile", nullptr);
+    g_displacing[1] = method_key("_lsprof", "Profiler", "enable");
     // The C profile function goes on every thread first, before anything that can run Python
     // code and so switch the GIL (threading.setprofile): enable() captured the other threads'
     // running frames, and they must not return from (or enter) frames unseen in between.

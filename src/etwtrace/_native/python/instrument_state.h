@@ -76,6 +76,7 @@ __attribute__((tls_model("initial-exec"))) extern constinit thread_local ThreadS
 // instrument_mode.cpp
 ThreadState* attach_thread();  // the calling thread's state, created now (nullptr: not tracing)
 void finish_trace();           // disable + close: used before os._exit
+void add_lost_events(uint64_t n);  // events the trace will miss (our hook was displaced)
 
 // instrument_functions.cpp
 void write_definition(ThreadState* ts, FunctionRecord* record, const LineTable& lines);

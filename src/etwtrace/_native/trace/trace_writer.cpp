@@ -184,6 +184,11 @@ uint64_t TraceWriter::lost_events() const {
     return lost_events_;
 }
 
+void TraceWriter::add_lost_events(uint64_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    lost_events_ += n;
+}
+
 bool TraceWriter::write_all(const iovec* iov_in, int count) {
     iovec iov[4];
     for (int i = 0; i < count; ++i) {

@@ -82,6 +82,8 @@ public:
     const std::string& path() const { return path_; }
     uint64_t ticks_per_second() const { return ticks_per_second_; }
     uint64_t lost_events() const;
+    // Counts events that were never recorded (the program displaced our profile function).
+    void add_lost_events(uint64_t n);
 
 private:
     TraceWriter() = default;
