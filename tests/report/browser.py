@@ -42,6 +42,12 @@ def require_browser():
         pytest.skip("; ".join(problems))
 
 
+def _browser_environment():
+    """Our environment without the sanitizer run's preloads: they are for the tested Python,
+    and the browser's launcher script cannot even start under them."""
+    return {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+
+
 class BrowserError(Exception):
     pass
 
@@ -64,7 +70,7 @@ class Browser:
              "--disable-component-update", "--disable-sync", "--hide-scrollbars",
              "--remote-allow-origins=*", f"--window-size={width},{height}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
-            start_new_session=True)  # its own process group: close() ends the wrapper's children too
+            env=_browser_environment(), start_new_session=True)  # its own process group: close() ends the wrapper's children too
         try:
             endpoint = self._wait_for_endpoint()
             self._socket = websocket.create_connection(endpoint, timeout=timeout, suppress_origin=True)

@@ -102,6 +102,11 @@ def _run_code(code):
     import types
 
     compiled = compile(code, "<string>", "exec", dont_inherit=True)
+    if sys.version_info >= (3, 13):
+        # python -c shows the code's lines in tracebacks from 3.13 on.
+        import linecache
+
+        linecache.cache["<string>"] = (len(code), None, code.splitlines(True), "<string>")
     main = types.ModuleType("__main__")
     main.__dict__.update(__annotations__={}, __builtins__=builtins, __loader__=importlib.machinery.BuiltinImporter,
                          __package__=None, __spec__=None)
