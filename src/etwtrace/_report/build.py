@@ -401,9 +401,11 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
             command = manifest.get("command") or []
             if manifest.get("pids") and command:
                 profile.processes[manifest["pids"][0]] = " ".join(command)
-            has_perf = bool(manifest.get("perf")) and os.path.exists(os.path.join(path, "perf.data"))
+            from .._bundle import has_perf_events
+
+            has_perf = has_perf_events(path, manifest)
             if not has_perf and profile.mode != "instrumented":
-                raise ReportError(f"the capture {path} has no perf.data, so nothing to report; capture again "
+                raise ReportError(f"the capture {path} has no perf events, so nothing to report; capture again "
                                   f"(see perf-record.log in it for why perf failed)")
             if not has_perf:
                 profile.health.notes.append("perf did not record this capture: the trace files alone are reported")
