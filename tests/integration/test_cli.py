@@ -375,3 +375,12 @@ def test_main_module_globals_are_those_of_python(tmp_path):
 def test_two_modes_at_once_is_a_mistake(capsys):
     assert 1 == CLI.main(["--stack", "--instrument", "--", "x.py"])
     assert capsys.readouterr().err == "etwtrace: --stack and --instrument cannot be used together; choose one mode\n"
+
+
+def test_keep_perf_data_reaches_the_capture_and_needs_one():
+    from etwtrace._cli.options import parse
+
+    assert parse(["--capture", "c", "--keep-perf-data", "--", "a.py"]).capture_options == {"keep_perf_data": True}
+    assert parse(["--capture", "c", "--", "a.py"]).capture_options == {}
+    with pytest.raises(CLI.UsageError, match="--keep-perf-data only applies to a capture"):
+        parse(["--keep-perf-data", "--", "a.py"])

@@ -39,6 +39,10 @@ Usage: python -m etwtrace [--stack | --instrument] [--capture PATH] -- script.py
                         Minimal (Python probes and process/thread events, no sampling),
                         FramePointers, or any section of the profile file.
                           python -m etwtrace --capture run.etwtrace --capture-profile Minimal -- app.py
+    --keep-perf-data    Keep perf.data and the binaries it resolves against in the capture
+                        (for perf report, hotspot); by default the capture keeps only the
+                        symbolized events, which etwtrace reads without perf.
+                          python -m etwtrace --capture run.etwtrace --keep-perf-data -- app.py
     --profile-file PATH Read the profiles from PATH instead of the shipped file (start
                         from a copy of the file that --profile prints).
                           python -m etwtrace --capture run.etwtrace --profile-file my.ini -- app.py
@@ -87,6 +91,7 @@ OPTIONS = {
     "--stacktags": ("action", "stacktags"),
     "--info": ("action", "info"),
     "--quiet": ("flag", "quiet"),
+    "--keep-perf-data": ("flag", "keep_perf_data"),
     "-h": ("final", "help"),
     "-?": ("final", "help"),
     "--help": ("final", "help"),
@@ -106,6 +111,7 @@ VALUE_EXAMPLES = {
 class Command:
     mode: Optional[str] = None  # "stack" or "instrumented"; None: not given (stack)
     quiet: bool = False  # do not say which files the tracer writes
+    keep_perf_data: bool = False  # a capture also keeps perf.data and its binaries
     capture_path: Optional[str] = None
     profile_name: Optional[str] = None
     profile_file: Optional[str] = None
@@ -120,6 +126,8 @@ class Command:
             options["profile_name"] = self.profile_name
         if self.profile_file is not None:
             options["profile_file"] = self.profile_file
+        if self.keep_perf_data:
+            options["keep_perf_data"] = True
         return options
 
 
@@ -174,7 +182,8 @@ def parse(args):
             command.unused.extend(args)
             break
     if command.target is not None and not command.unused and command.capture_path is None:
-        if command.profile_name is not None or command.profile_file is not None:
-            option = "--capture-profile" if command.profile_name is not None else "--profile-file"
+        if command.profile_name is not None or command.profile_file is not None or command.keep_perf_data:
+            option = ("--capture-profile" if command.profile_name is not None else
+                      "--profile-file" if command.profile_file is not None else "--keep-perf-data")
             raise UsageError(f"{option} only applies to a capture; add --capture PATH")
     return command
