@@ -33,5 +33,18 @@ class ReadError(EtwtraceError, ValueError):
     """A trace file or capture cannot be read (missing, not ours, damaged beyond use)."""
 
 
+class ReportError(EtwtraceError):
+    """`python -m etwtrace report` cannot make its report: an input it cannot use or an output it
+    cannot write (exit status 2)."""
+
+
+class StackTagsError(ReportError):
+    """A stack-tags file cannot be read or has a malformed rule."""
+
+
+class MissingDependency(ReportError):
+    """A package a report format needs is not installed; the message says what to install."""
+
+
 # The name the capture reader used for it before the package was laid out by concern.
 CaptureReadError = ReadError

@@ -185,3 +185,69 @@ def test_the_summary_fits_and_ends_with_the_health_line(stack_profile, instrumen
         assert len(health) == 1
         assert all(line.startswith(("        ", "WARNING: ")) for line in lines[health[0] + 1:])
         assert re.match(r"health: [\d,]+ samples, [\d,]+ switches, 0 lost chunks", lines[health[0]])
+
+
+def _trace_of(capture):
+    (trace,) = sorted((Path(capture) / "traces").glob("*.etwtrace"))
+    return str(trace)
+
+
+def test_native_aggregate_equals_the_python_one(instrumented_capture):
+    from etwtrace._report.trace_profile import _totals_of_nodes, native_aggregate, open_trace, python_aggregate
+
+    trace = _trace_of(instrumented_capture)
+    python = python_aggregate(open_trace(trace))
+    native = native_aggregate(trace)
+    nodes = native["nodes"]
+
+    def fids(node):
+        out = []
+        while node is not None:
+            out.append(nodes[node][1])
+            node = nodes[node][0]
+        return tuple(reversed(out))
+
+    stacks = {(tid, fids(node)): (self_ns, calls) for tid, node, calls, self_ns, _incl in native["stacks"]}
+    assert stacks == python["stacks"]
+    totals = {fid: (calls, inclusive, exclusive) for fid, calls, inclusive, exclusive in native["function_totals"]}
+    assert totals == python["function_stats"]
+    assert {f: t for f, *t in _totals_of_nodes(native, [True] * len(nodes))} == {f: list(t) for f, t in totals.items()}
+    tid = max(native["threads"], key=lambda t: sum(s[3] for s in native["stacks"] if s[0] == t))
+    one = python_aggregate(open_trace(trace), tids={tid})
+    kept = [s[0] == tid for s in native["stacks"]]
+    assert {f: tuple(t) for f, *t in _totals_of_nodes(native, kept)} == one["function_stats"]
+
+
+def test_a_trace_file_reports_the_same_figures_natively_and_event_by_event(instrumented_capture):
+    trace = _trace_of(instrumented_capture)
+    native = build_profile(trace)
+    assert native.mode == "trace" and native.total("calls") > COUNTED_CALLS
+    # A window that spans the whole trace takes the event-by-event path: the same figures.
+    everything = build_profile(trace, filters=Filters(from_mark="begin"))
+    first_mark = min(m.start_ns for m in native.marks if m.text == "begin")
+    by_name = lambda p: {p.frames[f].name: s for f, s in p.functions.items()}  # noqa: E731
+    assert by_name(everything)["counted"].calls == by_name(native)["counted"].calls == COUNTED_CALLS
+    assert by_name(everything)["hot"] == by_name(native)["hot"]  # hot runs after "begin"
+    assert {(m.kind, m.text) for m in native.marks} >= {("mark", "begin"), ("range", "burn")}
+    assert native.start_ns <= first_mark <= native.end_ns
+    for tid in {t for (_p, t, _s) in native.weights["calls"]}:
+        only = build_profile(trace, filters=Filters(tids=[tid]))
+        assert only.total("calls") == sum(w for (_p, t, _s), w in native.weights["calls"].items() if t == tid)
+
+
+def test_the_timeline_of_a_trace_is_bounded(instrumented_capture):
+    from etwtrace._report import trace_profile
+
+    trace = _trace_of(instrumented_capture)
+    full = build_profile(trace, timeline=True)
+    assert len(full.slices) == full.total("calls") and not full.health.notes
+    assert any(m.kind == "stack" and m.stack is not None for m in full.marks) == any(
+        m.kind == "stack" for m in full.marks)
+    original = trace_profile.SLICE_LIMIT
+    try:
+        trace_profile.collect_slices.__defaults__ = (100,)
+        capped = build_profile(trace, timeline=True)
+    finally:
+        trace_profile.collect_slices.__defaults__ = (original,)
+    assert len(capped.slices) == 100 and capped.total("calls") == full.total("calls")
+    assert any("timeline shows only the first" in n for n in capped.health.notes), capped.health.notes

@@ -31,7 +31,7 @@ def test_every_stack_once_root_first_with_its_weight(synthetic_profile):
 def test_the_metric_option_chooses_the_weights(synthetic_profile):
     stacks = parse_folded(render(synthetic_profile, metric="offcpu"))
     assert list(stacks.values()) == [250_000_000]
-    assert next(iter(stacks))[-1] == "ksys_write [[kernel.kallsyms]]"
+    assert next(iter(stacks))[-1] == "ksys_write [kernel.kallsyms]"
 
 
 def test_separators_inside_labels_do_not_split_frames():

@@ -128,7 +128,7 @@ def test_data_holds_every_metric_and_the_merged_tree(synthetic_profile):
     assert shape == [
         ("all", 1000, 0), ("<module> (/src/app.py:1)", 1000, 1), ("main (/src/app.py:10)", 1000, 2),
         ("hot (/src/app.py:20)", 700, 3), ("zlib_compress [zlib.so]", 400, 4), ("deflate [libz.so.1]", 400, 5),
-        ("cold (/src/app.py:30)", 300, 3), ("ksys_write [[kernel.kallsyms]]", 100, 4),
+        ("cold (/src/app.py:30)", 300, 3), ("ksys_write [kernel.kallsyms]", 100, 4),
     ]
     offcpu = data["metrics"][1]["tree"]
     assert offcpu["v"][0] == 250_000_000
@@ -264,7 +264,7 @@ def test_metric_tabs_switch_graph_and_summary(browser, tmp_path, synthetic_profi
     browser.click(*tab)
     assert browser.evaluate("window.flamegraph.metric()") == "offcpu"
     labels = [d["label"] for d in browser.evaluate("window.flamegraph.drawn()")]
-    assert labels[-1] == "ksys_write [[kernel.kallsyms]]" and "hot (/src/app.py:20)" not in labels
+    assert labels[-1] == "ksys_write [kernel.kallsyms]" and "hot (/src/app.py:20)" not in labels
     assert browser.evaluate("document.querySelector('.summary-section[data-metric=\"offcpu\"]').hidden") is False
     assert browser.evaluate("document.querySelector('.summary-section[data-metric=\"cpu\"]').hidden") is True
     assert browser.errors == []

@@ -93,7 +93,7 @@ def test_offcpu_spans(synthetic_profile):
     assert (span["tid"], span["ts"], span["dur"]) == (101, 700_000.0, 250_000.0)
     stack = next(s.stack for s in synthetic_profile.samples if s.metric == "offcpu")
     assert stack_labels(document, span["sf"]) == labels_of(synthetic_profile, stack)
-    assert span["args"]["switched out in"] == "ksys_write [[kernel.kallsyms]]"
+    assert span["args"]["switched out in"] == "ksys_write [kernel.kallsyms]"
 
 
 def test_marks(synthetic_profile):

@@ -40,7 +40,7 @@ def test_svg_is_well_formed_with_one_group_per_frame(synthetic_profile):
     labels = [label for label, _, _, _ in frames]
     assert labels == ["all", "<module> (/src/app.py:1)", "main (/src/app.py:10)", "hot (/src/app.py:20)",
                       "zlib_compress [zlib.so]", "deflate [libz.so.1]", "cold (/src/app.py:30)",
-                      "ksys_write [[kernel.kallsyms]]"]
+                      "ksys_write [kernel.kallsyms]"]
     tips = {label: tip for label, tip, _, _ in frames}
     assert tips["hot (/src/app.py:20)"].split("\n") == [
         "hot (/src/app.py:20)", "Python", "/src/app.py:20",
@@ -55,7 +55,7 @@ def test_svg_is_well_formed_with_one_group_per_frame(synthetic_profile):
 
 def test_metric_option_picks_the_graph(synthetic_profile):
     frames = frames_of(render(synthetic_profile, metric="offcpu"))
-    assert [label for label, _, _, _ in frames][-1] == "ksys_write [[kernel.kallsyms]]"
+    assert [label for label, _, _, _ in frames][-1] == "ksys_write [kernel.kallsyms]"
     assert "250 ms, 100.00% of total" in frames[0][1]
     assert b"Off-CPU time" in render(synthetic_profile, metric="offcpu")
     with pytest.raises(ValueError, match="unknown metric"):

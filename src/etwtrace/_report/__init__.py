@@ -8,14 +8,11 @@ command line: the summary goes to the terminal, every other format to a file.
 import os
 import sys
 import threading
+import time
 
+from .._errors import EtwtraceError, ReportError, UsageError
 
-class ReportError(ValueError):
-    """A report cannot be made: the message is one sentence saying why and what to do."""
-
-
-class UsageError(ReportError):
-    """A mistake on the report's command line."""
+__all__ = ["main", "run", "ReportError", "UsageError"]
 
 
 REPORT_MARKER = b"etwtrace"  # our reports name us in their first bytes (see _is_our_report)
@@ -148,12 +145,15 @@ def _write(writer, profile, out, options):
 
 
 class TerminalProgress:
-    """A status line on a terminal when reading takes more than two seconds."""
+    """A status line on a terminal when reading takes more than two seconds: the stage, with
+    the samples read so far while reading perf's events, else the seconds spent in the stage."""
 
-    def __init__(self):
-        self.enabled = sys.stderr.isatty()
+    def __init__(self, stream=None, delay=2.0):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
         self.stage = "reading perf data"
         self.count = 0
+        self._delay = delay
         self._stop = threading.Event()
         self._thread = None
         self._shown = False
@@ -161,12 +161,20 @@ class TerminalProgress:
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
 
+    def line(self, stage, since):
+        if stage == "reading perf data":
+            return f"etwtrace: {stage}... {self.count:,} samples"
+        return f"etwtrace: {stage}... {time.monotonic() - since:.0f} s"
+
     def _run(self):
-        if self._stop.wait(2.0):
+        if self._stop.wait(self._delay):
             return
+        stage, since = None, time.monotonic()
         while not self._stop.is_set():
-            sys.stderr.write(f"\retwtrace: {self.stage}... {self.count:,} samples ")
-            sys.stderr.flush()
+            if self.stage != stage:
+                stage, since = self.stage, time.monotonic()
+            self.stream.write("\r\033[K" + self.line(stage, since))
+            self.stream.flush()
             self._shown = True
             self._stop.wait(0.25)
 
@@ -175,8 +183,8 @@ class TerminalProgress:
             self._stop.set()
             self._thread.join()
             if self._shown:
-                sys.stderr.write("\r\033[K")
-                sys.stderr.flush()
+                self.stream.write("\r\033[K")
+                self.stream.flush()
 
 
 def run(argv):
@@ -239,7 +247,7 @@ def main(argv):
     except UsageError as ex:
         print(f"etwtrace report: {ex}", file=sys.stderr)
         return 1
-    except ReportError as ex:
+    except EtwtraceError as ex:  # ReportError, ReadError, StackTagsError, MissingDependency
         print(f"etwtrace report: {ex}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -20,11 +20,10 @@ report's metric: options.metric, else the first metric present (CPU time when it
 
 import gzip
 
+from .._errors import MissingDependency
 from .profile import KERNEL, NATIVE, PYTHON
 
-
-class MissingDependency(Exception):
-    """A package a format needs is not installed; the message says what to install."""
+__all__ = ["MissingDependency", "build", "message_module", "sample_types", "write"]
 
 
 def sample_types(profile, metrics):

@@ -64,7 +64,10 @@ class FrameKey(NamedTuple):
             return f"{self.name} ({where})" if where else self.name
         if self.kind == TAG or not self.file:
             return self.name
-        return f"{self.name} [{os.path.basename(self.file)}]"
+        module = os.path.basename(self.file)
+        if module.startswith("[") and module.endswith("]"):  # [kernel.kallsyms], [vdso]: bracketed already
+            return f"{self.name} {module}"
+        return f"{self.name} [{module}]"
 
 
 class FunctionStats(NamedTuple):

@@ -10,13 +10,11 @@ import fnmatch
 import os
 import re
 
-from . import ReportError
+from .._errors import StackTagsError
+
+__all__ = ["StackTags", "StackTagsError", "fold", "parse", "shipped_path"]
 
 TAG_SEPARATOR = "/"
-
-
-class StackTagsError(ReportError):
-    """A stack-tags file cannot be read or has a malformed rule."""
 
 
 class Rule:
