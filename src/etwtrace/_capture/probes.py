@@ -202,6 +202,16 @@ def _write_uprobe_events(tracefs, lines):
         os.close(fd)
 
 
+def _running(pid):
+    """True if process `pid` exists and is not a zombie (a killed launcher not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
 def remove_stale_groups(tracefs):
     """Remove etwtrace_<pid> groups whose launcher process is gone."""
     try:
@@ -211,7 +221,7 @@ def remove_stale_groups(tracefs):
         return
     for line in existing:
         m = re.match(r"^p:(" + PROBE_GROUP_PREFIX + r"(\d+))/(\w+) ", line)
-        if not m or os.path.exists(f"/proc/{m.group(2)}"):
+        if not m or _running(int(m.group(2))):
             continue
         try:
             _write_uprobe_events(tracefs, [f"-:{m.group(1)}/{m.group(3)}"])
