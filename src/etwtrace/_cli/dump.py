@@ -75,10 +75,10 @@ def main(args):
         if origin is None and caught:
             print(f"etwtrace: {path} holds no complete event", file=sys.stderr)
             return 1
-    except BrokenPipeError:
-        # `dump | head`: stop quietly, and keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    except BrokenPipeError:  # `... | head`: stop quietly
+        from .._stdout import detach_closed_stdout
+
+        detach_closed_stdout()
         return 0
     except ReadError as ex:
         print(f"etwtrace: {ex}", file=sys.stderr)

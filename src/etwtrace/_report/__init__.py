@@ -250,9 +250,10 @@ def main(argv):
     except EtwtraceError as ex:  # ReportError, ReadError, StackTagsError, MissingDependency
         print(f"etwtrace report: {ex}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    except BrokenPipeError:  # `... | head`: stop quietly
+        from .._stdout import detach_closed_stdout
+
+        detach_closed_stdout()
         return 0
     except KeyboardInterrupt:
         print("etwtrace report: interrupted", file=sys.stderr)
