@@ -118,12 +118,16 @@ def test_kill_9_of_the_launcher_leaves_a_readable_capture_and_stale_probes_go(tm
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["complete"] is False and (path / "perf.raw").exists() and not (path / "perf.data").exists()
 
+    # Every CPU sample perf recorded is read (how many there are depends on the machine's load).
+    recorded = subprocess.run(["perf", "script", "-F", "event", "-i", str(path / "perf.raw")],
+                              capture_output=True, text=True, timeout=120).stdout
+    recorded = sum(1 for line in recorded.splitlines() if line.strip().startswith("cpu-clock"))
     events, caught = _read_with_warnings(path)
     assert any("incomplete capture" in w for w in caught), caught
     samples = [e for e in events if e.name == "SampledProfile"]
-    assert len(samples) > 50, len(samples)
+    assert recorded > 10 and len(samples) == recorded, (len(samples), recorded)
     spin = [e for e in samples if any(f.is_python and f.function["Name"] == "spin" for f in e.stack)]
-    assert len(spin) >= 10, (len(spin), len(samples))
+    assert len(spin) >= len(samples) // 4, (len(spin), len(samples))
     # The reading finished the capture's events for good: the next read starts from them.
     assert (path / "events.jsonl.gz").exists()
     again, _ = _read_with_warnings(path)
@@ -131,10 +135,34 @@ def test_kill_9_of_the_launcher_leaves_a_readable_capture_and_stale_probes_go(tm
     dump = _dump(path)
     assert dump.returncode == 0 and "incomplete capture" in dump.stderr
 
-    # The next capture removes the probe group the killed launcher left in tracefs.
+    # The next capture removes the probe group the killed launcher left in tracefs: at its
+    # start, or at its end if the orphaned perf session still had the group open.
     capture(tmp_path, "basic.py", name="next.etwtrace")
     groups = _uprobe_groups()
-    assert groups is None or group not in groups, groups
+    if groups is not None and group in groups:
+        still = _processes_mentioning(str(path))
+        from etwtrace._capture import probes
+        kept = probes.remove_stale_groups(probes.find_tracefs(mount=False))
+        pytest.fail(f"stale group {group} kept; launcher alive: {os.path.exists(f'/proc/{launcher.pid}')}; "
+                    f"processes of the killed capture: {still}; removing it now: {kept or 'done'}")
+
+
+def _processes_mentioning(text):
+    """(pid, state, command line) of the processes whose command line holds `text`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rpartition(b")")[2].split()[0].decode()
+        except (OSError, IndexError):
+            continue
+        if text in cmdline:
+            found.append((int(entry), state, cmdline[:120]))
+    return found
 
 
 def test_an_events_file_cut_short_is_read_up_to_the_cut_with_a_warning(tmp_path):

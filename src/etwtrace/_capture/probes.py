@@ -213,20 +213,27 @@ def _running(pid):
 
 
 def remove_stale_groups(tracefs):
-    """Remove etwtrace_<pid> groups whose launcher process is gone."""
+    """Remove the events of etwtrace_<pid> groups whose launcher process is gone.
+
+    Returns {group: errno} for the events the kernel kept: EBUSY while a perf session still
+    has them open (the orphaned `perf record` of a killed launcher records until its target
+    ends), so a capture calls this again when it finishes.
+    """
     try:
         with open(os.path.join(tracefs, "uprobe_events")) as f:
             existing = f.read().splitlines()
     except OSError:
-        return
+        return {}
+    kept = {}
     for line in existing:
         m = re.match(r"^p:(" + PROBE_GROUP_PREFIX + r"(\d+))/(\w+) ", line)
         if not m or _running(int(m.group(2))):
             continue
         try:
             _write_uprobe_events(tracefs, [f"-:{m.group(1)}/{m.group(3)}"])
-        except OSError:
-            pass
+        except OSError as ex:
+            kept[m.group(1)] = ex.errno
+    return kept
 
 
 class ProbeSet:

@@ -242,6 +242,9 @@ def _run(path, argv, tracer, profile_name, profile_file, keep_perf_data):
     finally:
         if probes is not None:
             probes.remove()
+            if probes.tracefs:
+                # A stale group still in use when this capture began can go now.
+                _probes.remove_stale_groups(probes.tracefs)
 
 
 def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, user_only,
