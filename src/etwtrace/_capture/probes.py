@@ -17,6 +17,7 @@ extension module ourselves and write the uprobe events into tracefs directly:
 
 import os
 import re
+import select
 import struct
 
 from .._errors import ProbeError
@@ -203,7 +204,26 @@ def _write_uprobe_events(tracefs, lines):
 
 
 def _running(pid):
-    """True if process `pid` exists and is not a zombie (a killed launcher not yet reaped)."""
+    """True if process `pid` exists and has not exited (a killed launcher not yet reaped has).
+
+    A pidfd, not /proc: it names the process in our own pid namespace even where /proc was
+    mounted from another one, and it becomes readable once the process has exited.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):
+        return _running_by_proc(pid)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return not poller.poll(0)
+    finally:
+        os.close(fd)
+
+
+def _running_by_proc(pid):
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             state = f.read().rpartition(b")")[2].split()[0]
