@@ -230,6 +230,15 @@ class Browser:
         shutil.rmtree(self._profile_dir, ignore_errors=True)
 
 
+def keep_screenshot(png, name):
+    """Save `png` as NAME in $ETWTRACE_SCREENSHOT_DIR when it is set (the README's images)."""
+    directory = os.environ.get("ETWTRACE_SCREENSHOT_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(png)
+
+
 def png_size_and_colors(png):
     """(width, height, number of distinct pixel colours) of an 8-bit RGB/RGBA PNG."""
     if png[:8] != b"\x89PNG\r\n\x1a\n":

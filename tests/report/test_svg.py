@@ -2,12 +2,11 @@
 
 import io
 import json
-import os
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from browser import Browser, png_size_and_colors, require_browser
+from browser import Browser, keep_screenshot, png_size_and_colors, require_browser
 from etwtrace._report import svg
 from etwtrace._report.formats import ReportOptions
 from etwtrace._report.profile import PYTHON, FrameKey, Profile
@@ -151,9 +150,5 @@ def test_svg_screenshot(browser, tmp_path):
     browser.open(path)
     png = browser.screenshot()
     assert png_size_and_colors(browser.screenshot(scale=0.25))[2] > 50
-    directory = os.environ.get("ETWTRACE_SCREENSHOT_DIR")
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, "report-svg.png"), "wb") as f:
-            f.write(png)
+    keep_screenshot(png, "report-svg.png")
     assert browser.errors == []
