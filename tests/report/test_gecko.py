@@ -7,7 +7,6 @@ importer's patterns classify (copied from src/profile-logic/process-profile.ts).
 import io
 import json
 import re
-import time
 
 from etwtrace._report import gecko
 from etwtrace._report.formats import ReportOptions
@@ -108,7 +107,9 @@ def test_large_profile_is_linear():
     frames = [p.frame(FrameKey(PYTHON, f"f{i}", "/big.py", i + 1)) for i in range(1000)]
     stacks = [p.stack((frames[0], frames[1 + i % 999], frames[1 + (i // 999) % 999])) for i in range(100_000)]
     p.samples += [Sample(1, 1 + i % 4, i * 1000, stacks[i], "cpu", 1) for i in range(100_000)]
-    started = time.perf_counter()
     document = gecko.build(p, ReportOptions())
-    assert time.perf_counter() - started < 120  # seconds on an idle machine
     assert sum(len(t["samples"]["data"]) for t in document["threads"]) == 100_000
+    # Stack prefixes are interned: the table grows with distinct stacks, never per sample.
+    for thread in document["threads"]:
+        rows = [tuple(row) for row in thread["stackTable"]["data"]]
+        assert len(rows) == len(set(rows)) <= 1 + 999 + len(set(stacks))
