@@ -142,10 +142,19 @@ private:
 }  // namespace
 
 std::shared_ptr<const TraceIndex> index_file(const std::string& path, std::string& error) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        error = path + ": " + std::strerror(errno);
+        return nullptr;
+    }
+    return index_fd(fd, path, error);
+}
+
+std::shared_ptr<const TraceIndex> index_fd(int fd, const std::string& path, std::string& error) {
     auto out = std::make_shared<TraceIndex>();
-    out->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    out->fd = fd;
     struct stat st {};
-    if (out->fd < 0 || fstat(out->fd, &st) < 0) {
+    if (fstat(out->fd, &st) < 0) {
         error = path + ": " + std::strerror(errno);
         return nullptr;
     }
@@ -153,7 +162,8 @@ std::shared_ptr<const TraceIndex> index_file(const std::string& path, std::strin
     BlockReader file(out->fd, out->size);
     // The header, as the reference decode reads it (a short file is a truncated header).
     size_t head = static_cast<size_t>(std::min<uint64_t>(out->size, format::kFixedHeaderSize + 0xffff));
-    const uint8_t* data = head ? file.at(0, head) : nullptr;
+    static const uint8_t kEmpty[1] = {0};  // never a null pointer, even for an empty file
+    const uint8_t* data = head ? file.at(0, head) : kEmpty;
     if (head && !data) {
         error = path + ": " + std::strerror(errno);
         return nullptr;
@@ -358,6 +368,7 @@ bool TraceStream::settle() {
 
 // The current thread's pending event is used: decode its next one.
 void TraceStream::consume() {
+    threads_[current_].used_top = threads_[current_].top;
     if (!decode_next(current_)) {
         schedule_next_chunk(current_);
         current_ = kNone;

@@ -58,6 +58,9 @@ struct TraceIndex : TraceSummary {
 // Pass 1 over the file at `path`. Returns nullptr with `error` set when it cannot be read (or
 // its header is damaged); otherwise the index, whose truncated/error describe a damaged body.
 std::shared_ptr<const TraceIndex> index_file(const std::string& path, std::string& error);
+// The same over an open file descriptor, which the index then owns (closed with it, or on
+// failure); `path` only names it in errors.
+std::shared_ptr<const TraceIndex> index_fd(int fd, const std::string& path, std::string& error);
 
 struct StreamEvent {
     uint64_t timestamp = 0;     // ns, CLOCK_MONOTONIC
@@ -82,7 +85,7 @@ public:
     // Skips the events before `timestamp` (they still move the stacks on).
     void skip_before(uint64_t timestamp);
     // The stack of thread `thread` now (after the events returned or skipped so far).
-    uint32_t top(uint32_t thread) const { return thread < threads_.size() ? threads_[thread].top : kNoNode; }
+    uint32_t top(uint32_t thread) const { return thread < threads_.size() ? threads_[thread].used_top : kNoNode; }
 
     const TraceIndex& index() const { return *index_; }
     size_t node_count() const { return nodes_.size(); }
@@ -99,7 +102,8 @@ private:
         size_t segment = 0;           // TickClock cursor
         uint64_t order = 0;           // file order of the next event decoded
         uint32_t functions = 0;       // definitions before it
-        uint32_t top = kNoNode;
+        uint32_t top = kNoNode;       // the stack after the pending event
+        uint32_t used_top = kNoNode;  // the stack after the last event returned or skipped
         bool loaded = false;          // pending is the chunk's next event; else the chunk is unread
         uint64_t key_ts = 0;          // the merge key: the pending event's, or a lower bound of
         uint64_t key_order = 0;       // the unread chunk's (its base ticks, its first event)
