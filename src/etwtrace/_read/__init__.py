@@ -1,7 +1,7 @@
 """Reading what etwtrace recorded: `read(path)` is the one front door.
 
     events.py      the one event model (Event, Frame) and its text form
-    trace_file.py  instrumented trace files, decoded by the native reader
+    trace_file.py  instrumented trace files, streamed by the native reader
     capture.py     capture bundles: perf data, jitdumps and trace files merged
     perf_data.py   perf.data through `perf script` (perf_script.py runs inside perf)
     jitdump.py     jitdump files
