@@ -4,8 +4,9 @@
 //   module.cpp        the module itself: PyInit, _get_technical_info (version, platform)
 //   tracers.cpp       enable, disable, write_mark, active_mode, _instrumented_trace_path
 //   trace_events.cpp  trace files as etwtrace.read() streams them: TraceReader (the index
-//                     of a file, its events() iterator, stacks_at) and EventBase (the
-//                     storage of etwtrace._read.Event)
+//                     of a file, its events() iterator, stacks_at)
+//   event_base.cpp    EventBase, the storage of etwtrace._read.Event (trace_events.h: what
+//                     the two share)
 //   trace_data.cpp    trace files decoded whole (_read_trace and the _trace_* functions over
 //                     its result: the reference the tests compare the stream with),
 //                     _trace_aggregate, _trace_decode_rate
