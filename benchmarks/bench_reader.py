@@ -5,7 +5,8 @@
 For each size (millions of events) a trace of a loop of tiny calls (2 events per call) is
 written by InstrumentedTracer (kept in DIR with --keep, and reused from there when present),
 then a child interpreter runs `for e in etwtrace.read(path): pass` under /usr/bin/time -v:
-its seconds, events per second and maximum RSS. A second child also touches every event's
+its CPU seconds (user + system: the wall clock of a shared machine measures the neighbours),
+events per CPU second and maximum RSS. A second child also touches every event's
 name, timestamp, thread, fields and stack (what a consumer does), and with --dump
 `python -m etwtrace dump` prints the trace to /dev/null.
 
@@ -59,10 +60,12 @@ def run(command):
 
 
 def timed_rss(command):
-    """(seconds, max RSS in MB, stdout) of a command under /usr/bin/time -v."""
-    elapsed, proc = run(["/usr/bin/time", "-v", *command])
+    """(CPU seconds, max RSS in MB, stdout) of a command under /usr/bin/time -v. CPU time (user
+    + system), not wall time: on a shared machine the wall clock measures the neighbours."""
+    _elapsed, proc = run(["/usr/bin/time", "-v", *command])
     rss = re.search(rb"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return elapsed, int(rss.group(1)) / 1024 if rss else float("nan"), proc.stdout
+    cpu = sum(float(m) for m in re.findall(rb"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
+    return cpu, int(rss.group(1)) / 1024 if rss else float("nan"), proc.stdout
 
 
 def write_trace(work, millions):
@@ -101,7 +104,7 @@ def main():
                 os.unlink(os.path.join(work, name))
             os.rmdir(work)
     print(f"etwtrace.read() on {sys.version.split()[0]}")
-    print(f"{'trace':<22} {'what':<28} {'events':>12} {'seconds':>8} {'M events/s':>11} {'max RSS MB':>11}")
+    print(f"{'trace':<22} {'what':<28} {'events':>12} {'CPU s':>8} {'M events/s':>11} {'max RSS MB':>11}")
     for trace, what, events, seconds, rss in rows:
         print(f"{trace:<22} {what:<28} {events:>12,} {seconds:>8.2f} {events / seconds / 1e6:>11.2f} {rss:>11.0f}")
 
