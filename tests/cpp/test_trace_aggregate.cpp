@@ -305,6 +305,55 @@ TEST(TraceAggregate, HandComputedFigures) {
     expect_same_as_reader(f.out.data.data(), f.out.data.size());
 }
 
+TEST(TraceAggregate, ClippedToTimeSpans) {
+    // HandComputedFigures' trace, kept only in [150, 270]: calls count when they end inside,
+    // times only as far as they are inside.
+    FileBuilder f;
+    ChunkBuilder a(10, 0, 100);
+    a.function(100, 1, "outer");
+    a.function(100, 2, "inner");
+    a.push(100, 1);     // outer [100, 300]: ends outside
+    a.push(150, 2, 1);  // inner [150, 180]
+    a.pop(180, 2);
+    a.push(200, 1, 1);  // outer (recursive) [200, 260]
+    a.pop(260, 1);
+    a.pop(300, 1);
+    f.chunk(a);
+    ChunkBuilder b(20, 0, 120);
+    b.push(120, 2);     // thread 20: inner, open at the end (closed at 300)
+    b.pop(130, 1);      // unmatched
+    f.chunk(b);
+    f.end();
+    const std::vector<reader::TimeSpan> spans{{150, 270}};
+    reader::TraceAggregate r;
+    ASSERT_TRUE(reader::aggregate(f.out.data.data(), f.out.data.size(), r, nullptr, &spans)) << r.error;
+    const reader::AggregateNode* outer = node_at(r, 10, {1});
+    const reader::AggregateNode* inner = node_at(r, 10, {2, 1});
+    const reader::AggregateNode* recursive = node_at(r, 10, {1, 1});
+    const reader::AggregateNode* other = node_at(r, 20, {2});
+    ASSERT_TRUE(outer && inner && recursive && other);
+    EXPECT_EQ(std::make_tuple(outer->calls, outer->self_ns, outer->inclusive_ns), std::make_tuple(0u, 30u, 120u));
+    EXPECT_EQ(std::make_tuple(inner->calls, inner->self_ns, inner->inclusive_ns), std::make_tuple(1u, 30u, 30u));
+    EXPECT_EQ(std::make_tuple(recursive->calls, recursive->self_ns, recursive->inclusive_ns),
+              std::make_tuple(1u, 60u, 60u));
+    EXPECT_EQ(std::make_tuple(other->calls, other->self_ns, other->inclusive_ns), std::make_tuple(0u, 120u, 120u));
+    const reader::FunctionTotals* f1 = totals_of(r, 1);
+    const reader::FunctionTotals* f2 = totals_of(r, 2);
+    ASSERT_TRUE(f1 && f2);
+    EXPECT_EQ(std::make_tuple(f1->calls, f1->inclusive_ns, f1->exclusive_ns), std::make_tuple(1u, 120u, 90u));
+    EXPECT_EQ(std::make_tuple(f2->calls, f2->inclusive_ns, f2->exclusive_ns), std::make_tuple(1u, 150u, 150u));
+    // A span over everything: the unclipped figures.
+    const std::vector<reader::TimeSpan> all{{0, ~uint64_t{0}}};
+    reader::TraceAggregate whole, clipped;
+    ASSERT_TRUE(reader::aggregate(f.out.data.data(), f.out.data.size(), whole));
+    ASSERT_TRUE(reader::aggregate(f.out.data.data(), f.out.data.size(), clipped, nullptr, &all));
+    ASSERT_EQ(whole.nodes.size(), clipped.nodes.size());
+    for (size_t i = 0; i < whole.nodes.size(); ++i) {
+        EXPECT_EQ(std::make_tuple(whole.nodes[i].calls, whole.nodes[i].self_ns, whole.nodes[i].inclusive_ns),
+                  std::make_tuple(clipped.nodes[i].calls, clipped.nodes[i].self_ns, clipped.nodes[i].inclusive_ns));
+    }
+}
+
 TEST(TraceAggregate, EqualsTheReaderOnTheWritersOutput) {
     // Random nesting (recursion included) on three threads, through the real writer (TSC
     // ticks and clock sync records when the machine has an invariant TSC), with marks.

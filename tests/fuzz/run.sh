@@ -22,6 +22,7 @@ fi
     -I"$root/src/etwtrace/_native" \
     "$here/fuzz_reader.cpp" "$root/src/etwtrace/_native/reader/trace_reader.cpp" \
     "$root/src/etwtrace/_native/reader/trace_aggregate.cpp" \
+    "$root/src/etwtrace/_native/reader/trace_stream.cpp" \
     -o "$work/fuzz_reader"
 mkdir -p "$work/corpus"
 cp "$here"/corpus/* "$work/corpus/"

@@ -192,8 +192,26 @@ def _trace_of(capture):
     return str(trace)
 
 
+def _by_stack(native):
+    nodes = native["nodes"]
+
+    def fids(node):
+        out = []
+        while node is not None:
+            out.append(nodes[node][1])
+            node = nodes[node][0]
+        return tuple(reversed(out))
+
+    stacks = {(tid, fids(node)): (self_ns, calls) for tid, node, calls, self_ns, _incl in native["stacks"]
+              if self_ns or calls}
+    totals = {fid: (calls, inclusive, exclusive) for fid, calls, inclusive, exclusive in native["function_totals"]}
+    return stacks, totals
+
+
 def test_native_aggregate_equals_the_python_one(instrumented_capture):
-    from etwtrace._report.trace_profile import _totals_of_nodes, native_aggregate, open_trace, python_aggregate
+    from python_aggregate import python_aggregate
+
+    from etwtrace._report.trace_profile import _totals_of_nodes, native_aggregate, open_trace
 
     trace = _trace_of(instrumented_capture)
     python = python_aggregate(open_trace(trace))
@@ -216,6 +234,25 @@ def test_native_aggregate_equals_the_python_one(instrumented_capture):
     one = python_aggregate(open_trace(trace), tids={tid})
     kept = [s[0] == tid for s in native["stacks"]]
     assert {f: tuple(t) for f, *t in _totals_of_nodes(native, kept)} == one["function_stats"]
+
+
+def test_windowed_native_aggregate_equals_the_python_one(instrumented_capture):
+    """--from/--to/--range clip natively: the same figures as clipping event by event."""
+    from python_aggregate import python_aggregate
+
+    from etwtrace._report.trace_profile import native_aggregate, open_trace
+
+    trace = _trace_of(instrumented_capture)
+    whole = native_aggregate(trace)
+    first, last = whole["first_ns"], whole["last_ns"]
+    third = (last - first) // 3
+    for spans in ([(first + third, last - third)], [(first, first + third // 2), (last - third, last)],
+                  [(first + 10, first + 20)], [(0, 1 << 62)]):
+        python = python_aggregate(open_trace(trace), spans=spans)
+        stacks, totals = _by_stack(native_aggregate(trace, spans))
+        assert stacks == python["stacks"], spans
+        assert totals == {f: t for f, t in python["function_stats"].items() if any(t)}, spans
+    assert _by_stack(native_aggregate(trace, [(0, 1 << 62)])) == _by_stack(whole)
 
 
 def test_a_trace_file_reports_the_same_figures_natively_and_event_by_event(instrumented_capture):

@@ -1,7 +1,7 @@
 """Reading what etwtrace recorded: `read(path)` is the one front door.
 
     events.py      the one event model (Event, Frame) and its text form
-    trace_file.py  instrumented trace files, decoded by the native reader
+    trace_file.py  instrumented trace files, streamed by the native reader
     capture.py     capture bundles: perf data, jitdumps and trace files merged
     perf_data.py   perf.data through `perf script` (perf_script.py runs inside perf)
     jitdump.py     jitdump files
@@ -41,7 +41,7 @@ def _warn_integrity(trace):
 
 
 def _sources(path, pids, tids, names):
-    """The event streams of PATH, each in timestamp order."""
+    """The event streams of PATH, each in timestamp order, and whether they are filtered already."""
     if os.path.isdir(path):
         try:
             manifest = _bundle.load_manifest(path)
@@ -50,7 +50,7 @@ def _sources(path, pids, tids, names):
         if manifest is not None:
             from .capture import read_capture
 
-            return [read_capture(path, manifest, _warn_integrity)]
+            return [read_capture(path, manifest, _warn_integrity, names=names)], False
         files = trace_files(path)
         if not files:
             raise ReadError(f"{path} is neither an etwtrace capture (no {_bundle.MANIFEST}) "
@@ -66,7 +66,7 @@ def _sources(path, pids, tids, names):
             continue
         _warn_integrity(trace)
         streams.append(trace.events(tids, names))
-    return streams
+    return streams, True
 
 
 def read(path, pid=None, thread_id=None, names=None):
@@ -79,8 +79,11 @@ def read(path, pid=None, thread_id=None, names=None):
     """
     path = os.fspath(path)
     pids, tids, names = _as_set(pid), _as_set(thread_id), _as_set(names)
-    streams = _sources(path, pids, tids, names)
-    merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda e: e.timestamp)
+    streams, filtered = _sources(path, pids, tids, names)
+    merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_timestamp)
+    if filtered:  # trace files skip what is not wanted before making the events
+        yield from merged
+        return
     for event in merged:
         if pids is not None and event.pid not in pids:
             continue
@@ -89,3 +92,7 @@ def read(path, pid=None, thread_id=None, names=None):
         if names is not None and event.name not in names:
             continue
         yield event
+
+
+def _timestamp(event):
+    return event.timestamp

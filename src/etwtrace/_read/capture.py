@@ -9,9 +9,10 @@ Sources, merged and sorted by timestamp (CLOCK_MONOTONIC ns everywhere):
 * jit/jit-<pid>.dump (jitdump.py): in stack mode, the PythonFunction events of every thunk a
   process made, which win over the `function` probe (perf's uprobes reach a process only some
   time after it starts);
-* traces/*: instrumented trace files (trace_file.py); for a process that has one, its Python
-  events come from the file (lossless), not from the probes, and its perf samples get the
-  Python stack of their instant as `python_stack`.
+* traces/*: instrumented trace files (trace_file.py), streamed, never held in memory; for a
+  process that has one, its Python events come from the file (lossless), not from the probes,
+  and its perf samples get the Python stack of their instant as `python_stack` (one native
+  pass over the file).
 
 A native frame inside a thunk gets that thunk's PythonFunction event as `.function`.
 Whatever was lost is said through `warn` (read() makes it a RuntimeWarning): an unfinished
@@ -20,28 +21,28 @@ events file cut short.
 """
 
 import bisect
+import heapq
 import os
 import warnings
 
 from .. import _bundle
 from .._schema import CSWITCH, PYTHON_EVENTS, SAMPLED_PROFILE
-from .events import Frame
 from .jitdump import read_jitdump
 from .perf_data import read_perf_data
 from .trace_file import TraceFile, trace_files
 
 
-def _read_trace_files(bundle, warn):
-    """Events of the bundle's instrumented trace files, each file in time order."""
+def _open_trace_files(bundle, warn):
+    """The bundle's instrumented trace files, indexed (their events are streamed later)."""
     directory = bundle.traces_dir
     if not os.path.isdir(directory):
         return []
-    events = []
+    traces = []
     for path in trace_files(directory):
         trace = TraceFile(path)
         warn(trace)
-        events.extend(trace.events())
-    return events
+        traces.append(trace)
+    return traces
 
 
 class _FunctionIndex:
@@ -70,28 +71,18 @@ class _FunctionIndex:
         return None
 
 
-def _attach_python_stacks(events, traced_pids):
-    """Give perf's samples in instrumented processes the Python stack of that instant."""
-    functions = {}
-    stacks = {}
-    for event in events:
-        if event.pid not in traced_pids:
+def _attach_python_stacks(perf_events, traces):
+    """Give perf's samples in instrumented processes the Python stack of that instant: the
+    stack of their thread in the trace file just before the sample (a native pass over it)."""
+    for trace in traces:
+        samples = [e for e in perf_events if e.pid == trace.pid and e.name in (SAMPLED_PROFILE, CSWITCH)]
+        if not samples:
             continue
-        name = event.name
-        if name == "PythonFunction":
-            functions[(event.pid, event["FunctionID"])] = event
-        elif name == "PythonFunctionPush":
-            stacks.setdefault(event.thread_id, []).append(event["FunctionID"])
-        elif name == "PythonFunctionPop":
-            stack = stacks.get(event.thread_id)
-            if stack:
-                stack.pop()
-        elif name in (SAMPLED_PROFILE, CSWITCH):
-            event.python_stack = [
-                Frame(0, function=functions.get((event.pid, fid)))
-                for fid in reversed(stacks.get(event.thread_id, ()))
-                if (event.pid, fid) in functions
-            ]
+        stacks = trace.stacks_at([(e.thread_id, e.timestamp) for e in samples])
+        for event, stack in zip(samples, stacks):
+            # A process with two trace files (tracing enabled twice): the one that knows a stack wins.
+            if stack or event.python_stack is None:
+                event.python_stack = list(stack)
 
 
 def _warn(message):
@@ -114,8 +105,12 @@ def _lost_message(path, perf):
             "(record with a bigger buffer, e.g. mmap_pages in the profile, or a lower frequency)")
 
 
-def read_capture(path, manifest, warn_trace, warn=_warn):
-    """The events of the capture at PATH (whose manifest was loaded), in timestamp order."""
+def read_capture(path, manifest, warn_trace, warn=_warn, names=None):
+    """The events of the capture at PATH (whose manifest was loaded), in timestamp order.
+
+    perf's events are in memory (perf_data.py), the trace files' are streamed: `names`, if
+    given, are the only event names the caller keeps, so the trace files skip the others
+    before making them (the caller filters perf's)."""
     bundle = _bundle.Bundle(path)
     perf = manifest.get("perf") or {}
     if not manifest.get("complete"):
@@ -132,11 +127,11 @@ def read_capture(path, manifest, warn_trace, warn=_warn):
         warn(lost)
 
     perf_events = read_perf_data(bundle.path, warn) if manifest.get("perf") else []
-    trace_events = _read_trace_files(bundle, warn_trace)
-    traced_pids = {e.pid for e in trace_events}
+    traces = _open_trace_files(bundle, warn_trace)
+    traced_pids = {t.pid for t in traces if t.info["events"]}
+    traces = [t for t in traces if t.info["events"]]
     # Processes with a trace file: their Python events come from it (lossless).
-    events = [e for e in perf_events if not (e.name in PYTHON_EVENTS and e.pid in traced_pids)]
-    events.extend(trace_events)
+    perf_events = [e for e in perf_events if not (e.name in PYTHON_EVENTS and e.pid in traced_pids)]
 
     jitted = []
     jit_dir = bundle.jit_dir
@@ -146,11 +141,14 @@ def read_capture(path, manifest, warn_trace, warn=_warn):
                 jitted.extend(e for e in read_jitdump(os.path.join(jit_dir, name)) if e.pid not in traced_pids)
     if jitted:
         jit_pids = {e.pid for e in jitted}
-        events = [e for e in events if not (e.name == "PythonFunction" and e.pid in jit_pids)]
-        events.extend(jitted)
+        perf_events = [e for e in perf_events if not (e.name == "PythonFunction" and e.pid in jit_pids)]
+        jitted.sort(key=_timestamp)
 
-    events.sort(key=lambda e: e.timestamp)
-    index = _FunctionIndex(e for e in events if e.name == "PythonFunction")
+    perf_events.sort(key=_timestamp)
+    functions = [e for e in perf_events if e.name == "PythonFunction"] + jitted
+    for trace in traces:
+        functions.extend(trace.function_event(fid) for fid in trace.functions)
+    index = _FunctionIndex(functions)
     # perf_data shares Frames between the events of a process: name each frame once.
     seen = set()
     for event in perf_events:
@@ -161,6 +159,13 @@ def read_capture(path, manifest, warn_trace, warn=_warn):
                 if frame.function is None:
                     frame.function = index.lookup(event.pid, int(frame))
 
-    if traced_pids:
-        _attach_python_stacks(events, traced_pids)
-    return events
+    if traces:
+        _attach_python_stacks(perf_events, traces)
+    # Ties in time: perf's events, then each trace file's, then the jitdumps' (as one sort of
+    # them all in that order would put them).
+    streams = [perf_events, *(t.events(names=names) for t in traces), jitted]
+    return heapq.merge(*streams, key=_timestamp)
+
+
+def _timestamp(event):
+    return event.timestamp

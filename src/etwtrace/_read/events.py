@@ -15,6 +15,7 @@ runs, or None for a native frame.
 
 import os
 
+from .._etwtrace import EventBase
 from .._schema import MARK_OPCODES
 
 
@@ -65,11 +66,18 @@ class Frame(int):
         return (Frame, (int(self), self.symbol, self.module, self.function))
 
 
-class Event:
-    """One event: .name, .pid, .thread_id, .timestamp (ns), .opcode, .stack; fields by name."""
+class Event(EventBase):
+    """One event: .name, .pid, .thread_id, .timestamp (ns), .opcode, .stack; fields by name.
 
-    __slots__ = ("name", "pid", "thread_id", "timestamp", "opcode", "fields", "cpu", "source",
-                 "python_stack", "_stack", "_stack_source", "_stack_node")
+    The attributes live in the native EventBase, so that a trace file's reader can make an
+    event without running Python code; the `fields` and `stack` of those events are built
+    when first read. `source` says where an event comes from: "trace" (a trace file), "perf"
+    (a perf sample or tracepoint), "probe" (a USDT probe recorded by perf) or "jitdump".
+    `python_stack`: perf samples of an instrumented process get the Python stack at that
+    instant, rebuilt from the trace file's calls (Frames), leaf first; None where there is none.
+    """
+
+    __slots__ = ()
 
     def __init__(self, name, pid, thread_id, timestamp, fields=None, stack=(), opcode="Info",
                  cpu=-1, source="trace"):
@@ -80,38 +88,8 @@ class Event:
         self.opcode = opcode
         self.fields = fields if fields is not None else {}
         self.cpu = cpu
-        # Where the event comes from: "trace" (a trace file), "perf" (a perf sample or
-        # tracepoint), "probe" (a USDT probe recorded by perf) or "jitdump".
         self.source = source
-        # perf samples of an instrumented process: the Python stack at that instant, rebuilt
-        # from the trace file's calls (Frames), leaf first; None where there is none.
-        self.python_stack = None
-        self._stack = stack
-        self._stack_source = None
-        self._stack_node = None
-
-    @classmethod
-    def with_lazy_stack(cls, name, pid, thread_id, timestamp, fields, opcode, trace, node):
-        """An event of a trace file whose stack, `trace.stack(node)`, is built when asked for."""
-        event = cls(name, pid, thread_id, timestamp, fields, (), opcode)
-        if node is None:
-            return event  # no stack at this event (a thread start, a function definition)
-        event._stack_source = trace
-        event._stack_node = node
-        return event
-
-    @property
-    def stack(self):
-        """The call stack at this event, leaf first (empty when unknown)."""
-        if self._stack_source is not None:
-            self._stack = self._stack_source.stack(self._stack_node)
-            self._stack_source = None
-        return self._stack
-
-    @stack.setter
-    def stack(self, frames):
-        self._stack = frames
-        self._stack_source = None
+        self.stack = stack
 
     # Upstream's decoder calls it event_name.
     @property
@@ -135,6 +113,16 @@ class Event:
 
     def __repr__(self):
         return f"<Event {self.name} pid={self.pid} tid={self.thread_id} t={self.timestamp} {self.fields!r}>"
+
+    def __reduce__(self):
+        return (_rebuild_event, ((self.name, self.pid, self.thread_id, self.timestamp, self.fields, self.stack,
+                                  self.opcode, self.cpu, self.source), self.python_stack))
+
+
+def _rebuild_event(args, python_stack):
+    event = Event(*args)
+    event.python_stack = python_stack
+    return event
 
 
 def mark_opcode(kind):

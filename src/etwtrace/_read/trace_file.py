@@ -1,20 +1,17 @@
-"""Instrumented trace files (docs/trace-format.md), decoded by the native reader.
+"""Instrumented trace files (docs/trace-format.md), streamed by the native reader.
 
-`TraceFile(path)` opens one file: `info` (header and integrity counters), `functions`, and
-`events()`, which yields `Event`s in timestamp order whose stacks are rebuilt from the push/pop
-events, leaf first.
+`TraceFile(path)` indexes one file (one pass in C++, keeping no event): `info` (header and
+integrity counters), `functions`; `events()` then streams its `Event`s in timestamp order
+(native/reader/trace_stream.h), each stack rebuilt from the push/pop events, leaf first: one
+tuple per distinct stack, shared by the events that have it. Memory is bounded by the threads,
+functions and distinct stacks, not by the number of events.
 """
 
 import os
 
 from .. import _bundle
 from .._errors import ReadError
-from .._schema import STACK_SAMPLE
-from .events import Event, Frame, mark_opcode
-
-# Native event kinds (reader/trace_reader.h: reader::Kind).
-_PUSH, _POP, _FUNCTION, _MARK, _THREAD_START, _THREAD_STOP = 1, 2, 3, 4, 5, 6
-_BATCH = 65536
+from .events import Event, Frame
 
 
 def _native():
@@ -33,23 +30,19 @@ def trace_files(directory):
 
 
 class TraceFile:
-    """One decoded trace file: ``info`` (header and integrity counters), ``functions``."""
+    """One indexed trace file: ``info`` (header and integrity counters), ``functions``."""
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        native = _native()
-        self._native = native
         try:
-            self._trace = native._read_trace(self.path)
+            self._reader = _native().TraceReader(self.path)
         except (OSError, ValueError) as ex:
             raise ReadError(str(ex)) from None
-        self.info = native._trace_info(self._trace)
-        self.info["python_version"] = native._trace_python_version(self._trace)
+        self.info = self._reader.info()
+        self.info["python_version"] = self._reader.python_version()
         self.pid = self.info["pid"]
-        self._function_list = native._trace_functions(self._trace)
-        self.functions = {f[0]: f for f in self._function_list}
+        self.functions = {f[0]: f for f in self._reader.functions()}
         self._function_events = {}
-        self._stack_cache = {}
 
     @property
     def lost_events(self):
@@ -71,48 +64,14 @@ class TraceFile:
         function = self.function_event(function_id)
         return Frame(function["BeginAddress"], function=function)
 
-    def stack(self, node):
-        frames = self._stack_cache.get(node)
-        if frames is None:
-            frames = tuple(self.frame(i) for i in self._native._trace_stack(self._trace, node))
-            if len(self._stack_cache) < 100000:
-                self._stack_cache[node] = frames
-        return frames
-
     def events(self, thread_ids=None, names=None):
         """Events of this file in timestamp order, optionally only of these threads / names."""
-        pid = self.pid
-        total = self.info["events"]
-        functions = self._function_list
-        for start in range(0, total, _BATCH):
-            for kind, ts, tid, fid, caller, caller_line, mark_kind, detail, node in self._native._trace_events(
-                self._trace, start, _BATCH
-            ):
-                if thread_ids is not None and tid not in thread_ids:
-                    continue
-                opcode = "Info"
-                if kind == _PUSH:
-                    name = "PythonFunctionPush"
-                    fields = {"FunctionID": fid, "Caller": caller, "CallerLine": caller_line}
-                elif kind == _POP:
-                    name = "PythonFunctionPop"
-                    fields = {"FunctionID": fid}
-                elif kind == _FUNCTION:
-                    name = "PythonFunction"
-                    fields = _function_fields(*functions[detail])
-                elif kind == _MARK:
-                    name = "PythonStackSample" if mark_kind == STACK_SAMPLE else "PythonMark"
-                    opcode = mark_opcode(mark_kind)
-                    fields = {"Mark": detail}
-                elif kind in (_THREAD_START, _THREAD_STOP):
-                    name = "PythonThread"
-                    opcode = "Start" if kind == _THREAD_START else "Stop"
-                    fields = {"ThreadId": tid}
-                else:
-                    continue
-                if names is not None and name not in names:
-                    continue
-                yield Event.with_lazy_stack(name, pid, tid, ts, fields, opcode, self, node)
+        return self._reader.events(Event, self.frame, thread_ids, names)
+
+    def stacks_at(self, queries):
+        """For [(thread_id, timestamp)] in time order: each thread's stack (Frames, leaf first)
+        just before that instant."""
+        return self._reader.stacks_at(self.frame, queries)
 
 
 def _function_fields(function_id, name, source_file, line, is_python, begin, end):

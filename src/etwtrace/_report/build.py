@@ -194,14 +194,15 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
         end = profile.end_ns
         status.stage = "adding up the trace files"
         stack_marks = {}
+        spans = window.closed_spans(max(end, 1 << 62)) if filters.windowed else None
         for trace, aggregate in zip(traces, aggregates):
-            if filters.windowed:
-                add_windowed(builder, trace, window.closed_spans(max(end, 1 << 62)))
+            if spans is not None:
+                add_windowed(builder, trace, spans)
             else:
                 add_native(builder, aggregate)
-                if timeline:
-                    status.stage = "collecting the timeline"
-                    stack_marks.update(collect_slices(builder, trace))
+            if timeline:
+                status.stage = "collecting the timeline"
+                stack_marks.update(collect_slices(builder, trace, spans=spans))
         if stack_marks:
             profile.marks = [m._replace(stack=stack_marks.get((m.tid, m.start_ns)))
                              if m.kind == "stack" and m.stack is None else m for m in profile.marks]

@@ -7,13 +7,13 @@ takes seconds. Its nodes become the Profile's stacks (root first, from the node 
 per-function totals the Profile's `functions` (recomputed from the nodes when only some threads
 are kept: inclusive time counts a function's outermost nodes only, so recursion counts once).
 
-The native aggregate cannot clip by time: with --from/--to/--range the trace is read event by
-event (`python_aggregate`, the same figures computed in Python, clipped to the window), which
-decodes the whole file in memory and is much slower.
+With --from/--to/--range the same native pass clips the figures to the window's spans
+(`_trace_aggregate(path, spans)`: a call counts when it ends inside, only the time inside is
+added up), so a windowed report streams as fast and in as little memory.
 
 Neither keeps slices (one per call), which the timeline formats draw: those come from a
-second, bounded pass over the events (`collect_slices`), at most SLICE_LIMIT calls per trace
-file; beyond that the timeline stops and a health note says so.
+second, bounded pass over the streamed events (`collect_slices`), at most SLICE_LIMIT calls per
+trace file; beyond that the timeline stops and a health note says so.
 """
 
 import os
@@ -26,12 +26,12 @@ SLICE_LIMIT = 1_000_000
 _CALL_EVENTS = frozenset({"PythonFunctionPush", "PythonFunctionPop"})
 
 
-def native_aggregate(path):
-    """`_etwtrace._trace_aggregate(path)`, or ReadError for a file it cannot read."""
+def native_aggregate(path, spans=None):
+    """`_etwtrace._trace_aggregate(path, spans)`, or ReadError for a file it cannot read."""
     from .. import _etwtrace
 
     try:
-        return _etwtrace._trace_aggregate(os.fspath(path))
+        return _etwtrace._trace_aggregate(os.fspath(path), spans)
     except (OSError, ValueError) as ex:
         raise ReadError(f"{path} is not a readable etwtrace trace file ({ex})") from None
 
@@ -137,35 +137,8 @@ def _add_function(p, number, calls, inclusive, exclusive):
 
 
 def add_windowed(builder, path, spans):
-    """The figures of one trace file clipped to `spans` (the Python path: see the module)."""
-    p = builder.p
-    filters = builder.filters
-    trace = open_trace(path)
-    info = trace.info
-    if filters.pids and info.get("pid") not in filters.pids:
-        return
-    count_health(p, info)
-    aggregate = python_aggregate(trace, spans=spans, tids=filters.tids or None, timeline=builder.timeline)
-    pid = aggregate["pid"]
-    _span(p, aggregate["start_ns"], aggregate["end_ns"])
-    functions = aggregate["functions"]
-    numbers = {fid: builder.trace_frame(*functions[fid]) for fid in functions}
-    for (tid, fids), (self_ns, calls) in aggregate["stacks"].items():
-        stack = builder.stack_number(numbers[f] for f in fids)
-        if stack is None:
-            continue
-        if self_ns:
-            p.add("instrumented", pid, tid, stack, self_ns)
-        if calls:
-            p.add("calls", pid, tid, stack, calls)
-    for fid, (calls, inclusive, exclusive) in aggregate["function_stats"].items():
-        if functions[fid][3] and not filters.files([functions[fid][1]]):
-            continue
-        _add_function(p, numbers[fid], calls, inclusive, exclusive)
-    for tid, start, end, fid, depth in aggregate["slices"]:
-        p.slices.append(Slice(pid, tid, start, end, numbers[fid], depth))
-    if aggregate["slices_capped"]:
-        _capped_note(p, path)
+    """The figures of one trace file clipped to `spans` [(start, end)] (natively, as add_native)."""
+    add_native(builder, native_aggregate(path, [(max(0, s), max(0, e)) for s, e in spans]))
 
 
 def _capped_note(p, path, limit=SLICE_LIMIT):
@@ -173,9 +146,10 @@ def _capped_note(p, path, limit=SLICE_LIMIT):
                           f"(the figures count every call); use --from/--to or --range for a later part")
 
 
-def collect_slices(builder, path, limit=SLICE_LIMIT):
-    """The timeline of one trace file: a Slice per call (at most `limit`, then the pass stops),
-    and the stacks of its stack marks. Returns {(tid, timestamp): stack number} of those marks."""
+def collect_slices(builder, path, limit=SLICE_LIMIT, *, spans=None):
+    """The timeline of one trace file: a Slice per call (at most `limit`, then the pass stops;
+    with `spans`, only the calls that overlap them), and the stacks of its stack marks.
+    Returns {(tid, timestamp): stack number} of those marks."""
     p = builder.p
     filters = builder.filters
     trace = open_trace(path)
@@ -188,6 +162,10 @@ def collect_slices(builder, path, limit=SLICE_LIMIT):
     stack_marks = {}
     last = count = 0
     capped = False
+
+    def kept(start, end):
+        return spans is None or any(min(end, e) > max(start, s) for s, e in spans)
+
     for e in trace.events(tids, _CALL_EVENTS | {"PythonStackSample"}):
         ts = last = e.timestamp
         name = e.name
@@ -202,16 +180,18 @@ def collect_slices(builder, path, limit=SLICE_LIMIT):
             if count >= limit:
                 capped = True
                 break
-            count += 1
             fid, start = frames.pop()
-            p.slices.append(Slice(pid, e.thread_id, start, ts, _number(builder, trace, numbers, fid), len(frames)))
+            if kept(start, ts):
+                count += 1
+                p.slices.append(Slice(pid, e.thread_id, start, ts, _number(builder, trace, numbers, fid), len(frames)))
     if capped:
         _capped_note(p, path, limit)
     else:
         for tid, frames in threads.items():  # calls still open where the trace ends
             while frames:
                 fid, start = frames.pop()
-                p.slices.append(Slice(pid, tid, start, last, _number(builder, trace, numbers, fid), len(frames)))
+                if kept(start, last):
+                    p.slices.append(Slice(pid, tid, start, last, _number(builder, trace, numbers, fid), len(frames)))
     return stack_marks
 
 
@@ -221,103 +201,3 @@ def _number(builder, trace, numbers, fid):
         f = trace.function_event(fid)
         n = numbers[fid] = builder.trace_frame(f["Name"], f["SourceFile"], f["LineNumber"], f["IsPythonCode"])
     return n
-
-
-def python_aggregate(trace, spans=None, tids=None, timeline=False, slice_limit=SLICE_LIMIT):
-    """Self time and calls per call stack, and exact per-function figures, of one trace file.
-
-    The Python implementation of what the native `_trace_aggregate` computes, plus clipping to
-    time spans and the timeline's slices (at most `slice_limit`):
-    {"pid", "start_ns", "end_ns",
-     "functions": {function id: (name, source file, first line, is Python)},
-     "stacks": {(tid, (function ids, root first)): (self ns, calls ending with that stack)},
-     "function_stats": {function id: (calls, inclusive ns with recursion counted once,
-                                      exclusive ns)},
-     "slices": [(tid, start, end, function id, depth)] when timeline,
-     "slices_capped": whether slices stopped at slice_limit}.
-    spans: [(start, end)] to keep (time outside is not counted; a call counts when it ends
-    inside); tids: the thread ids to keep.
-    """
-    functions = {fid: (f[1], f[2], f[3], bool(f[4])) for fid, f in trace.functions.items()}
-    stacks = {}
-    stats = {}
-    slices = []
-    threads = {}  # tid -> [frames: [fid, start, node], last timestamp, {fid: active count}]
-    nodes = {}  # (parent node, fid) -> node; node 0 is the empty stack
-    node_stack = [()]  # node -> tuple of fids
-    start_ns = end_ns = 0
-    capped = [False]
-
-    def clipped(a, b):
-        if spans is None:
-            return b - a
-        return sum(max(0, min(b, e) - max(a, s)) for s, e in spans)
-
-    def inside(t):
-        return spans is None or any(s <= t <= e for s, e in spans)
-
-    def account(tid, state, ts):
-        frames = state[0]
-        if frames and ts > state[1]:
-            elapsed = clipped(state[1], ts)
-            if elapsed:
-                fid, _start, node = frames[-1]
-                entry = stacks.setdefault((tid, node), [0, 0])
-                entry[0] += elapsed
-                stat = stats.setdefault(fid, [0, 0, 0])
-                stat[2] += elapsed
-        state[1] = ts
-
-    def pop(tid, state, ts):
-        fid, start, node = state[0].pop()
-        active = state[2]
-        active[fid] -= 1
-        stat = stats.setdefault(fid, [0, 0, 0])
-        if inside(ts):
-            stat[0] += 1
-            stacks.setdefault((tid, node), [0, 0])[1] += 1
-        if not active[fid]:
-            stat[1] += clipped(start, ts)
-        if timeline and (spans is None or clipped(start, ts)):
-            if len(slices) < slice_limit:
-                slices.append((tid, start, ts, fid, len(state[0])))
-            else:
-                capped[0] = True
-
-    for e in trace.events(names={"PythonFunctionPush", "PythonFunctionPop"}):
-        ts = e.timestamp
-        if not start_ns:
-            start_ns = ts
-        end_ns = ts
-        tid = e.thread_id
-        if tids is not None and tid not in tids:
-            continue
-        state = threads.get(tid)
-        if state is None:
-            state = threads[tid] = [[], ts, {}]
-        account(tid, state, ts)
-        if e.name == "PythonFunctionPush":
-            fid = e["FunctionID"]
-            parent = state[0][-1][2] if state[0] else 0
-            node = nodes.get((parent, fid))
-            if node is None:
-                node = nodes[(parent, fid)] = len(node_stack)
-                node_stack.append(node_stack[parent] + (fid,))
-            state[0].append((fid, ts, node))
-            state[2][fid] = state[2].get(fid, 0) + 1
-        elif state[0]:
-            pop(tid, state, ts)
-    for tid, state in threads.items():  # calls still open where the trace ends (cut short)
-        account(tid, state, end_ns)
-        while state[0]:
-            pop(tid, state, end_ns)
-    return {
-        "pid": trace.info.get("pid", 0),
-        "start_ns": start_ns,
-        "end_ns": end_ns,
-        "functions": functions,
-        "stacks": {(tid, node_stack[node]): tuple(v) for (tid, node), v in stacks.items()},
-        "function_stats": {fid: tuple(v) for fid, v in stats.items()},
-        "slices": slices,
-        "slices_capped": capped[0],
-    }

@@ -74,5 +74,8 @@ PyMODINIT_FUNC PyInit__etwtrace() {
             Py_CLEAR(module);
         }
     }
+    if (module && add_trace_event_types(module) < 0) {
+        Py_CLEAR(module);
+    }
     return module;
 }

@@ -2,8 +2,9 @@
 //
 // _read_trace decodes a whole file (reader/trace_reader.h) into a capsule, and the _trace_*
 // functions pull from it: the header and integrity counters, functions, events in batches,
-// stacks. _trace_aggregate summarises a file without keeping its events (reports);
-// _trace_decode_rate times the decoder (benchmarks).
+// stacks. That is the reference decode (tests compare etwtrace.read()'s stream with it);
+// readers use trace_events.cpp. _trace_aggregate summarises a file without keeping its events
+// (reports); _trace_decode_rate times the decoder (benchmarks).
 #include <chrono>
 #include <memory>
 #include <string>
@@ -49,9 +50,9 @@ PyObject* py_read_trace(PyObject*, PyObject* args) {
     return capsule;
 }
 
-// The header and integrity counters of a decode, as _trace_info and _trace_aggregate give them.
-template <typename Decoded>
-PyObject* info_dict(const Decoded& t, size_t events) {
+}  // namespace
+
+PyObject* trace_info_dict(const reader::TraceSummary& t, size_t events) {
     const auto& h = t.header;
     return Py_BuildValue(
         "{sisisisisKsKsssKsKsKsKsNsNss#sn}", "version_major", h.version_major, "version_minor", h.version_minor,
@@ -65,12 +66,14 @@ PyObject* info_dict(const Decoded& t, size_t events) {
         t.error.data(), static_cast<Py_ssize_t>(t.error.size()), "events", static_cast<Py_ssize_t>(events));
 }
 
+namespace {
+
 PyObject* py_trace_info(PyObject*, PyObject* capsule) {
     reader::TraceData* t = trace_from(capsule);
     if (!t) {
         return nullptr;
     }
-    return info_dict(*t, t->events.size());
+    return trace_info_dict(*t, t->events.size());
 }
 
 PyObject* py_trace_python_version(PyObject*, PyObject* capsule) {
@@ -82,16 +85,17 @@ PyObject* py_trace_python_version(PyObject*, PyObject* capsule) {
                                 "replace");
 }
 
-PyObject* utf8_or_replace(const std::string& s) {
+}  // namespace
+
+PyObject* text_from_file(std::string_view s) {
     return PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogateescape");
 }
 
-// (id, name, source_file, line, is_python, begin, end) per function, in file order.
 PyObject* function_list(const std::vector<reader::Function>& functions) {
     PyObject* list = PyList_New(static_cast<Py_ssize_t>(functions.size()));
     for (size_t i = 0; list && i < functions.size(); ++i) {
         const reader::Function& f = functions[i];
-        PyObject* item = Py_BuildValue("(INNiNKK)", f.id, utf8_or_replace(f.name), utf8_or_replace(f.source_file),
+        PyObject* item = Py_BuildValue("(INNiNKK)", f.id, text_from_file(f.name), text_from_file(f.source_file),
                                        f.line, PyBool_FromLong(f.is_python), static_cast<unsigned long long>(f.begin),
                                        static_cast<unsigned long long>(f.end));
         if (!item) {
@@ -102,6 +106,8 @@ PyObject* function_list(const std::vector<reader::Function>& functions) {
     }
     return list;
 }
+
+namespace {
 
 PyObject* py_trace_functions(PyObject*, PyObject* capsule) {
     reader::TraceData* t = trace_from(capsule);
@@ -132,7 +138,7 @@ PyObject* py_trace_events(PyObject*, PyObject* args) {
         const reader::Event& e = t->events[static_cast<size_t>(i)];
         PyObject* detail = nullptr;
         if (e.kind == reader::Kind::Mark) {
-            detail = utf8_or_replace(t->marks[e.aux]);
+            detail = text_from_file(t->marks[e.aux]);
         } else if (e.kind == reader::Kind::Function) {
             detail = PyLong_FromUnsignedLong(e.aux);
         } else {
@@ -172,8 +178,8 @@ PyObject* py_trace_stack(PyObject*, PyObject* args) {
 }
 
 // ---- _trace_aggregate -------------------------------------------------------------------------
-// _trace_aggregate(path) -> dict, the whole trace summarised without keeping its events
-// (reader/trace_aggregate.h):
+// _trace_aggregate(path, spans=None) -> dict, the whole trace summarised without keeping its
+// events (reader/trace_aggregate.h); spans [(start_ns, end_ns)] clip it to those windows:
 //   "info":            the dict _trace_info gives ("events" = events decoded), plus
 //                      "open_frames": calls still open at the end, closed at last_ns
 //   "python_version":  str
@@ -207,7 +213,7 @@ PyObject* list_of(const std::vector<T>& items, Make make) {
 
 PyObject* aggregate_dict(const reader::TraceAggregate& a) {
     using ull = unsigned long long;
-    PyObject* info = info_dict(a, a.events);
+    PyObject* info = trace_info_dict(a, a.events);
     if (info) {
         PyObject* open = PyLong_FromUnsignedLongLong(a.open_frames);
         if (!open || PyDict_SetItemString(info, "open_frames", open) < 0) {
@@ -234,7 +240,7 @@ PyObject* aggregate_dict(const reader::TraceAggregate& a) {
     });
     PyObject* marks = list_of(a.marks, [&](const reader::AggregateMark& m) {
         return Py_BuildValue("(KKiN)", static_cast<ull>(m.timestamp), tid(m.thread), static_cast<int>(m.kind),
-                             utf8_or_replace(m.text));
+                             text_from_file(m.text));
     });
     PyObject* threads = list_of(a.thread_ids, [](uint64_t t) { return PyLong_FromUnsignedLongLong(t); });
     PyObject* first = a.events ? PyLong_FromUnsignedLongLong(a.first_ns) : (Py_INCREF(Py_None), Py_None);
@@ -255,15 +261,32 @@ PyObject* aggregate_dict(const reader::TraceAggregate& a) {
 
 PyObject* py_trace_aggregate(PyObject*, PyObject* args) {
     PyObject* path_bytes = nullptr;
-    if (!PyArg_ParseTuple(args, "O&:_trace_aggregate", PyUnicode_FSConverter, &path_bytes)) {
+    PyObject* spans_arg = Py_None;
+    if (!PyArg_ParseTuple(args, "O&|O:_trace_aggregate", PyUnicode_FSConverter, &path_bytes, &spans_arg)) {
         return nullptr;
     }
     std::string path(PyBytes_AS_STRING(path_bytes), static_cast<size_t>(PyBytes_GET_SIZE(path_bytes)));
     Py_DECREF(path_bytes);
+    std::vector<reader::TimeSpan> spans;
+    if (spans_arg != Py_None) {
+        PyObject* seq = PySequence_Fast(spans_arg, "spans must be a sequence of (start_ns, end_ns)");
+        if (!seq) {
+            return nullptr;
+        }
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); ++i) {
+            unsigned long long start = 0, end = 0;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "KK:span", &start, &end)) {
+                Py_DECREF(seq);
+                return nullptr;
+            }
+            spans.push_back(reader::TimeSpan{start, end});
+        }
+        Py_DECREF(seq);
+    }
     auto data = std::make_unique<reader::TraceAggregate>();
     bool ok = false;
     Py_BEGIN_ALLOW_THREADS
-    ok = reader::aggregate_file(path, *data);
+    ok = reader::aggregate_file(path, *data, spans_arg != Py_None ? &spans : nullptr);
     Py_END_ALLOW_THREADS
     if (!ok) {
         PyErr_Format(PyExc_ValueError, "cannot read the trace file %s: %s", path.c_str(), data->error.c_str());
@@ -309,7 +332,8 @@ PyMethodDef trace_data_methods[] = {
     {"_trace_events", py_trace_events, METH_VARARGS, "_trace_events(trace, start, count)\n\nEvent tuples."},
     {"_trace_stack", py_trace_stack, METH_VARARGS, "_trace_stack(trace, node)\n\nFunctionIDs, leaf first."},
     {"_trace_aggregate", py_trace_aggregate, METH_VARARGS,
-     "_trace_aggregate(path)\n\nSummarise a trace file without keeping its events: a dict with 'info', "
+     "_trace_aggregate(path, spans=None)\n\nSummarise a trace file without keeping its events (clipped to "
+     "spans [(start_ns, end_ns)] if given): a dict with 'info', "
      "'python_version', 'threads', 'functions', 'nodes' [(parent, function_id)], 'stacks' [(thread_id, node, "
      "calls, self_ns, inclusive_ns)], 'function_totals' [(function_id, calls, inclusive_ns, exclusive_ns)], "
      "'marks' [(timestamp, thread_id, kind, text)], 'first_ns', 'last_ns'."},

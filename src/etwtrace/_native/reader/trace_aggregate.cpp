@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -53,60 +54,6 @@ constexpr uint32_t kDenseIds = 1u << 20;
 // Node indices stay below this so that a root's key (kRootKey | thread) never equals a node's.
 constexpr uint32_t kRootKey = 0x80000000u;
 
-// (parent key, FunctionID) -> node index: open addressing, linear probing. One multiply and,
-// usually, one cache line per push: the aggregator's hot lookup.
-class NodeTable {
-public:
-    NodeTable() { rehash(1024); }
-
-    // The node for `key`, or `fresh` after inserting it.
-    uint32_t find_or_insert(uint64_t key, uint32_t fresh) {
-        size_t i = slot(key);
-        while (keys_[i] != kEmpty) {
-            if (keys_[i] == key) {
-                return values_[i];
-            }
-            i = (i + 1) & mask_;
-        }
-        keys_[i] = key;
-        values_[i] = fresh;
-        if (++size_ * 2 > keys_.size()) {
-            rehash(keys_.size() * 2);
-        }
-        return fresh;
-    }
-
-private:
-    static constexpr uint64_t kEmpty = ~uint64_t{0};  // parent key 0xffffffff is never used
-
-    size_t slot(uint64_t key) const { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_); }
-
-    void rehash(size_t capacity) {
-        std::vector<uint64_t> keys(capacity, kEmpty);
-        std::vector<uint32_t> values(capacity);
-        keys.swap(keys_);
-        values.swap(values_);
-        mask_ = capacity - 1;
-        shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(capacity));
-        for (size_t j = 0; j < keys.size(); ++j) {
-            if (keys[j] != kEmpty) {
-                size_t i = slot(keys[j]);
-                while (keys_[i] != kEmpty) {
-                    i = (i + 1) & mask_;
-                }
-                keys_[i] = keys[j];
-                values_[i] = values[j];
-            }
-        }
-    }
-
-    std::vector<uint64_t> keys_;
-    std::vector<uint32_t> values_;
-    size_t mask_ = 0;
-    unsigned shift_ = 0;
-    size_t size_ = 0;
-};
-
 struct Frame {
     uint32_t node;
     uint32_t function_id;
@@ -118,6 +65,7 @@ struct ThreadAgg {
     uint32_t index = 0;
     uint64_t next_seq = 0;
     size_t segment = 0;                // TickClock cursor
+    uint64_t last = 0;                 // windowed: the thread's previous push or pop (ns)
     std::vector<Frame> stack;
     std::vector<uint32_t> active;      // open calls per FunctionID (< kDenseIds)
     std::unordered_map<uint32_t, uint32_t> active_sparse;
@@ -135,19 +83,13 @@ struct ThreadAgg {
 
 class Aggregator {
 public:
-    explicit Aggregator(TraceAggregate& out) : out_(out) {}
+    Aggregator(TraceAggregate& out, const std::vector<TimeSpan>* spans) : out_(out), spans_(spans) {}
 
-    void record_error(const char* what, size_t offset) {
-        if (offset < error_offset_) {  // the first in file order, as the reader reports it
-            error_offset_ = offset;
-            error_what_ = what;
-        }
-    }
-
-    void finish_errors() {
-        if (error_what_) {
-            out_.error = std::string(error_what_) + " at byte " + std::to_string(error_offset_);
-        }
+    void record_error(const char* what, size_t offset) { errors_.add(what, offset); }
+    // The first damage in file order, in the chunks (pass 2) or the other records (pass 1).
+    void finish_errors(const wire::ErrorLog& meta) {
+        errors_.merge(meta);
+        errors_.report(out_.error);
     }
 
     void set_clock(std::vector<wire::SyncPoint> syncs) { clock_.emplace(out_.header, std::move(syncs)); }
@@ -163,49 +105,39 @@ public:
 
     // Returns false on malformed chunk contents (the rest of the chunk is skipped).
     bool chunk(Cursor c) {
-        uint64_t tid = 0, seq = 0, ticks = 0;
-        if (!wire::chunk_header(c, tid, seq, ticks)) {
-            return false;
-        }
-        ThreadAgg& ts = thread(tid);
-        out_.sequence_gaps += wire::sequence_gap(ts.next_seq, seq);
-        ++out_.chunks;
         const wire::TickClock& clock = *clock_;
-        wire::RawEvent raw;
-        while (c.pos < c.end) {
-            if (!wire::event(c, ticks, raw, function_)) {
-                return false;
-            }
-            const uint64_t now = clock.ns(ticks, ts.segment);
-            ++out_.events;
-            first_ = std::min(first_, now);
-            last_ = std::max(last_, now);
-            switch (raw.tag) {
-            case format::EventTag::Push:
-                if (!push(ts, raw.function_id, now)) {
-                    return false;
+        return wire::decode_chunk(
+            c, out_, function_, [&](uint64_t tid) -> ThreadAgg& { return thread(tid); },
+            [&](ThreadAgg& ts, uint64_t ticks, const wire::RawEvent& raw) {
+                const uint64_t now = clock.ns(ticks, ts.segment);
+                ++out_.events;
+                first_ = std::min(first_, now);
+                last_ = std::max(last_, now);
+                switch (raw.tag) {
+                case format::EventTag::Push:
+                    account(ts, now);
+                    return push(ts, raw.function_id, now);
+                case format::EventTag::Pop:
+                    account(ts, now);
+                    if (!ts.stack.empty() && ts.stack.back().function_id == raw.function_id) {
+                        pop(ts, now);
+                    } else {
+                        ++out_.unmatched_pops;
+                    }
+                    break;
+                case format::EventTag::Function:
+                    function_.lines.clear();
+                    function_.lines.shrink_to_fit();
+                    out_.functions.push_back(std::move(function_));
+                    break;
+                case format::EventTag::Mark:
+                    out_.marks.push_back(AggregateMark{now, ts.index, raw.value, std::string(raw.text)});
+                    break;
+                case format::EventTag::Thread:
+                    break;
                 }
-                break;
-            case format::EventTag::Pop:
-                if (!ts.stack.empty() && ts.stack.back().function_id == raw.function_id) {
-                    pop(ts, now);
-                } else {
-                    ++out_.unmatched_pops;
-                }
-                break;
-            case format::EventTag::Function:
-                function_.lines.clear();
-                function_.lines.shrink_to_fit();
-                out_.functions.push_back(std::move(function_));
-                break;
-            case format::EventTag::Mark:
-                out_.marks.push_back(AggregateMark{now, ts.index, raw.value, std::string(raw.text)});
-                break;
-            case format::EventTag::Thread:
-                break;
-            }
-        }
-        return true;
+                return true;
+            });
     }
 
     // Frames still open: closed at the trace's last timestamp, innermost first.
@@ -213,13 +145,15 @@ public:
         out_.first_ns = out_.events ? first_ : 0;
         out_.last_ns = out_.events ? last_ : 0;
         for (auto& [tid, ts] : threads_) {
+            account(ts, out_.last_ns);
             while (!ts.stack.empty()) {
                 pop(ts, out_.last_ns);
                 ++out_.open_frames;
             }
         }
         for (uint32_t id = 0; id < totals_.size(); ++id) {
-            if (totals_[id].calls) {
+            const FunctionTotals& t = totals_[id];
+            if (t.calls || t.inclusive_ns || t.exclusive_ns) {  // windowed: time without a call
                 out_.function_totals.emplace_back(id, totals_[id]);
             }
         }
@@ -254,19 +188,64 @@ private:
         return true;
     }
 
+    // Windowed: the time since the thread's previous push or pop, inside the spans, is the
+    // top frame's own (without a window, pop() derives it from durations instead).
+    void account(ThreadAgg& ts, uint64_t now) {
+        if (!spans_) {
+            return;
+        }
+        if (!ts.stack.empty() && now > ts.last) {
+            const uint64_t elapsed = clipped(ts.last, now);
+            if (elapsed) {
+                const Frame& top = ts.stack.back();
+                out_.nodes[top.node].self_ns += elapsed;
+                totals(top.function_id).exclusive_ns += elapsed;
+            }
+        }
+        ts.last = now;
+    }
+
+    // Nanoseconds of [a, b] inside the spans.
+    uint64_t clipped(uint64_t a, uint64_t b) const {
+        uint64_t sum = 0;
+        for (const TimeSpan& s : *spans_) {
+            const uint64_t lo = std::max(a, s.start), hi = std::min(b, s.end);
+            sum += hi > lo ? hi - lo : 0;
+        }
+        return sum;
+    }
+
+    bool inside(uint64_t t) const {
+        return std::any_of(spans_->begin(), spans_->end(), [t](const TimeSpan& s) { return s.start <= t && t <= s.end; });
+    }
+
     void pop(ThreadAgg& ts, uint64_t now) {
         const Frame f = ts.stack.back();
         ts.stack.pop_back();
         const uint64_t duration = now > f.start ? now - f.start : 0;  // damaged clocks can step back
-        const uint64_t self = duration > f.child_ns ? duration - f.child_ns : 0;
         AggregateNode& node = out_.nodes[f.node];
+        FunctionTotals& t = totals(f.function_id);
+        const bool outermost = --ts.active_calls(f.function_id) == 0;
+        if (spans_) {
+            // A call counts when it ends inside the window; its time only as far as it is inside.
+            if (inside(now)) {
+                ++node.calls;
+                ++t.calls;
+            }
+            const uint64_t inclusive = clipped(f.start, now);
+            node.inclusive_ns += inclusive;
+            if (outermost) {
+                t.inclusive_ns += inclusive;
+            }
+            return;
+        }
+        const uint64_t self = duration > f.child_ns ? duration - f.child_ns : 0;
         ++node.calls;
         node.self_ns += self;
         node.inclusive_ns += duration;
-        FunctionTotals& t = totals(f.function_id);
         ++t.calls;
         t.exclusive_ns += self;
-        if (--ts.active_calls(f.function_id) == 0) {  // the outermost call of this function
+        if (outermost) {  // the outermost call of this function
             t.inclusive_ns += duration;
         }
         if (!ts.stack.empty()) {
@@ -275,21 +254,22 @@ private:
     }
 
     TraceAggregate& out_;
+    const std::vector<TimeSpan>* spans_;  // nullptr: the whole trace
     std::optional<wire::TickClock> clock_;
     std::unordered_map<uint64_t, ThreadAgg> threads_;
-    NodeTable table_;
+    wire::NodeTable table_;
     std::vector<FunctionTotals> totals_;
     std::unordered_map<uint32_t, FunctionTotals> totals_sparse_;
     Function function_;  // the definition being decoded
     uint64_t first_ = std::numeric_limits<uint64_t>::max();
     uint64_t last_ = 0;
-    size_t error_offset_ = std::numeric_limits<size_t>::max();
-    const char* error_what_ = nullptr;
+    wire::ErrorLog errors_;
 };
 
 }  // namespace
 
-bool aggregate(const uint8_t* data, size_t size, TraceAggregate& out, const std::function<void(size_t)>& consumed) {
+bool aggregate(const uint8_t* data, size_t size, TraceAggregate& out, const std::function<void(size_t)>& consumed,
+               const std::vector<TimeSpan>* spans) {
     out = TraceAggregate();
     if (!wire::header(data, size, out.header, out.error, out.truncated)) {
         return false;
@@ -306,41 +286,13 @@ bool aggregate(const uint8_t* data, size_t size, TraceAggregate& out, const std:
     };
 
     // Pass 1: the framing, clock sync points, losses, the END record.
-    Aggregator aggregator(out);
+    Aggregator aggregator(out, spans);
+    wire::ErrorLog meta_errors;
     std::vector<wire::SyncPoint> syncs;
     bool whole = wire::for_each_record(
         data, size, out.header.header_size, [&](format::RecordType type, Cursor body, size_t record_offset) {
-            switch (type) {
-            case format::RecordType::ClockSync: {
-                wire::SyncPoint sync{};
-                if (wire::clock_sync(body, sync)) {
-                    syncs.push_back(sync);
-                } else {
-                    aggregator.record_error("malformed clock sync", record_offset);
-                }
-                break;
-            }
-            case format::RecordType::Loss: {
-                uint64_t lost = 0;
-                if (wire::loss(body, lost)) {
-                    out.lost_events += lost;
-                } else {
-                    aggregator.record_error("malformed loss record", record_offset);
-                }
-                break;
-            }
-            case format::RecordType::End: {
-                uint64_t lost = 0;
-                if (wire::end(body, lost)) {
-                    out.complete = true;
-                    out.lost_events = std::max(out.lost_events, lost);
-                } else {
-                    aggregator.record_error("malformed end record", record_offset);
-                }
-                break;
-            }
-            default:
-                break;
+            if (type != format::RecordType::Chunk) {
+                wire::meta_record(type, body, record_offset, out, syncs, meta_errors);
             }
             progress(record_offset);
         });
@@ -360,11 +312,11 @@ bool aggregate(const uint8_t* data, size_t size, TraceAggregate& out, const std:
                               progress(record_offset);
                           });
     aggregator.finish();
-    aggregator.finish_errors();
+    aggregator.finish_errors(meta_errors);
     return true;
 }
 
-bool aggregate_file(const std::string& path, TraceAggregate& out) {
+bool aggregate_file(const std::string& path, TraceAggregate& out, const std::vector<TimeSpan>* spans) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         out = TraceAggregate();
@@ -381,7 +333,7 @@ bool aggregate_file(const std::string& path, TraceAggregate& out) {
     size_t size = static_cast<size_t>(st.st_size);
     if (size == 0) {
         ::close(fd);
-        return aggregate(nullptr, 0, out);
+        return aggregate(nullptr, 0, out, nullptr, spans);
     }
     void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     ::close(fd);
@@ -400,7 +352,7 @@ bool aggregate_file(const std::string& path, TraceAggregate& out) {
             madvise(map, bytes, MADV_DONTNEED);
         }
     };
-    bool ok = aggregate(static_cast<const uint8_t*>(map), size, out, release);
+    bool ok = aggregate(static_cast<const uint8_t*>(map), size, out, release, spans);
     munmap(map, size);
     return ok;
 }

@@ -44,9 +44,7 @@ struct AggregateMark {
     std::string text;
 };
 
-struct TraceAggregate {
-    format::FileHeader header;
-    std::string python_version;
+struct TraceAggregate : TraceSummary {  // the reader's integrity counters, same values
     std::vector<Function> functions;           // definitions, in file order (line tables dropped)
     std::vector<AggregateNode> nodes;
     std::vector<std::pair<uint32_t, FunctionTotals>> function_totals;  // by FunctionID, ascending
@@ -55,25 +53,27 @@ struct TraceAggregate {
     uint64_t first_ns = 0, last_ns = 0;        // earliest and latest event (0, 0: no events)
     uint64_t events = 0;
     uint64_t open_frames = 0;     // calls still open at the end, closed at last_ns (counted as calls)
-    // The reader's integrity counters (TraceData), with the same meaning and values.
-    uint64_t chunks = 0;
-    uint64_t lost_events = 0;
-    uint64_t unmatched_pops = 0;
-    uint64_t sequence_gaps = 0;
-    bool complete = false;
-    bool truncated = false;
-    std::string error;
 
     // The stack at `node`, leaf first, as FunctionIDs.
     std::vector<uint32_t> stack(uint32_t node) const;
+};
+
+// A time window [start, end] in CLOCK_MONOTONIC ns.
+struct TimeSpan {
+    uint64_t start = 0;
+    uint64_t end = 0;
 };
 
 // Aggregates `size` bytes. Returns false when the header cannot be read (error set); otherwise
 // true, with truncated/error describing a damaged body as the reader does. `consumed`, if set,
 // is told now and then how many leading bytes will not be read again (aggregate_file uses it
 // to drop those pages of its mapping).
+//
+// `spans`, if given, clips the figures to those windows (a report's --from/--to/--range): a
+// call counts when it ends inside one, and only the time inside them is added up (self time,
+// inclusive time; recursion still counted once).
 bool aggregate(const uint8_t* data, size_t size, TraceAggregate& out,
-               const std::function<void(size_t)>& consumed = nullptr);
-bool aggregate_file(const std::string& path, TraceAggregate& out);
+               const std::function<void(size_t)>& consumed = nullptr, const std::vector<TimeSpan>* spans = nullptr);
+bool aggregate_file(const std::string& path, TraceAggregate& out, const std::vector<TimeSpan>* spans = nullptr);
 
 }  // namespace etwtrace::reader

@@ -46,13 +46,7 @@ struct ThreadState {
 
 class Decoder {
 public:
-    Decoder(TraceData& out) : out_(out) {}
-
-    void record_error(const char* what, size_t offset) {
-        if (out_.error.empty()) {
-            out_.error = std::string(what) + " at byte " + std::to_string(offset);
-        }
-    }
+    explicit Decoder(TraceData& out) : out_(out) {}
 
     ThreadState& thread(uint64_t tid) {
         auto [it, added] = threads_.try_emplace(tid);
@@ -65,88 +59,24 @@ public:
 
     // Returns false on malformed chunk contents (the rest of the chunk is skipped).
     bool chunk(Cursor c) {
-        uint64_t tid = 0, seq = 0, ticks = 0;
-        if (!wire::chunk_header(c, tid, seq, ticks)) {
-            return false;
-        }
-        ThreadState& ts = thread(tid);
-        out_.sequence_gaps += wire::sequence_gap(ts.next_seq, seq);
-        ++out_.chunks;
-        auto& events = out_.events;
-        auto& nodes = out_.nodes;
-        wire::RawEvent raw;
-        while (c.pos < c.end) {
-            if (!wire::event(c, ticks, raw, function_)) {
-                return false;
-            }
-            Event e;
-            e.timestamp = ticks;
-            e.thread = ts.index;
-            e.function_id = raw.function_id;
-            switch (raw.tag) {
-            case format::EventTag::Push:
-                e.kind = Kind::Push;
-                e.caller = raw.caller;
-                e.caller_line = static_cast<int32_t>(raw.caller_offset);
-                nodes.push_back(StackNode{ts.top, e.function_id});
-                ts.top = static_cast<uint32_t>(nodes.size() - 1);
-                e.stack = ts.top;
-                break;
-            case format::EventTag::Pop:
-                e.kind = Kind::Pop;
-                e.stack = ts.top;
-                if (ts.top != kNoNode && nodes[ts.top].function_id == e.function_id) {
-                    ts.top = nodes[ts.top].parent;
-                } else {
-                    ++out_.unmatched_pops;
-                }
-                break;
-            case format::EventTag::Function:
-                e.kind = Kind::Function;
-                e.aux = static_cast<uint32_t>(out_.functions.size());
-                e.stack = ts.top;
-                out_.function_index.emplace(function_.id, e.aux);
-                out_.functions.push_back(std::move(function_));
-                break;
-            case format::EventTag::Mark:
-                e.kind = Kind::Mark;
-                e.mark_kind = raw.value;
-                e.aux = static_cast<uint32_t>(out_.marks.size());
-                e.stack = ts.top;
-                out_.marks.emplace_back(raw.text);
-                break;
-            case format::EventTag::Thread:
-                e.kind = raw.value ? Kind::ThreadStart : Kind::ThreadStop;
-                e.stack = ts.top;
-                break;
-            }
-            events.push_back(e);
-        }
-        return true;
+        return wire::decode_chunk(
+            c, out_, function_, [&](uint64_t tid) -> ThreadState& { return thread(tid); },
+            [&](ThreadState& ts, uint64_t ticks, const wire::RawEvent& raw) {
+                add(ts, ticks, raw);
+                return true;
+            });
     }
 
-    void finish(const ReadOptions& options) {
-        const wire::TickClock clock(out_.header, std::move(syncs_));
+    void finish(const ReadOptions& options, std::vector<wire::SyncPoint> syncs) {
+        const wire::TickClock clock(out_.header, std::move(syncs));
         size_t segment = 0;
         for (Event& e : out_.events) {
             e.timestamp = clock.ns(e.timestamp, segment);
         }
-        // CallerLine through the caller's line table (FunctionIDs are dense: index by id).
-        uint32_t max_id = 0;
-        for (const Function& f : out_.functions) {
-            max_id = std::max(max_id, f.id);
-        }
-        std::vector<const Function*> by_id(std::min<size_t>(max_id + 1u, 1u << 24), nullptr);
-        for (const Function& f : out_.functions) {
-            if (f.id < by_id.size()) {
-                by_id[f.id] = &f;
-            }
-        }
+        const wire::FunctionsById by_id(out_.functions);
         for (Event& e : out_.events) {
             if (e.kind == Kind::Push) {
-                const Function* f = e.caller < by_id.size() ? by_id[e.caller] : nullptr;
-                uint32_t offset = static_cast<uint32_t>(e.caller_line);
-                e.caller_line = f && f->is_python ? f->line_at(offset) : 0;
+                e.caller_line = by_id.caller_line(e.caller, static_cast<uint32_t>(e.caller_line));
             }
         }
         if (options.sort) {
@@ -155,9 +85,50 @@ public:
         }
     }
 
-    std::vector<wire::SyncPoint> syncs_;
-
 private:
+    void add(ThreadState& ts, uint64_t ticks, const wire::RawEvent& raw) {
+        auto& nodes = out_.nodes;
+        Event e;
+        e.timestamp = ticks;
+        e.thread = ts.index;
+        e.function_id = raw.function_id;
+        e.stack = ts.top;
+        switch (raw.tag) {
+        case format::EventTag::Push:
+            e.kind = Kind::Push;
+            e.caller = raw.caller;
+            e.caller_line = static_cast<int32_t>(raw.caller_offset);  // a line once finish() resolves it
+            nodes.push_back(StackNode{ts.top, e.function_id});
+            ts.top = static_cast<uint32_t>(nodes.size() - 1);
+            e.stack = ts.top;
+            break;
+        case format::EventTag::Pop:
+            e.kind = Kind::Pop;
+            if (ts.top != kNoNode && nodes[ts.top].function_id == e.function_id) {
+                ts.top = nodes[ts.top].parent;
+            } else {
+                ++out_.unmatched_pops;
+            }
+            break;
+        case format::EventTag::Function:
+            e.kind = Kind::Function;
+            e.aux = static_cast<uint32_t>(out_.functions.size());
+            out_.function_index.emplace(function_.id, e.aux);
+            out_.functions.push_back(std::move(function_));
+            break;
+        case format::EventTag::Mark:
+            e.kind = Kind::Mark;
+            e.mark_kind = raw.value;
+            e.aux = static_cast<uint32_t>(out_.marks.size());
+            out_.marks.emplace_back(raw.text);
+            break;
+        case format::EventTag::Thread:
+            e.kind = raw.value ? Kind::ThreadStart : Kind::ThreadStop;
+            break;
+        }
+        out_.events.push_back(e);
+    }
+
     TraceData& out_;
     std::unordered_map<uint64_t, ThreadState> threads_;
     Function function_;  // the definition being decoded
@@ -180,48 +151,19 @@ bool decode(const uint8_t* data, size_t size, TraceData& out, const ReadOptions&
         out.nodes.reserve(estimate / 2);
     }
     Decoder decoder(out);
+    wire::ErrorLog errors;
+    std::vector<wire::SyncPoint> syncs;
     bool whole = wire::for_each_record(
         data, size, out.header.header_size, [&](format::RecordType type, Cursor body, size_t record_offset) {
-            switch (type) {
-            case format::RecordType::Chunk:
-                if (!decoder.chunk(body)) {
-                    decoder.record_error("malformed chunk", record_offset);
-                }
-                break;
-            case format::RecordType::ClockSync: {
-                wire::SyncPoint sync{};
-                if (wire::clock_sync(body, sync)) {
-                    decoder.syncs_.push_back(sync);
-                } else {
-                    decoder.record_error("malformed clock sync", record_offset);
-                }
-                break;
-            }
-            case format::RecordType::Loss: {
-                uint64_t lost = 0;
-                if (wire::loss(body, lost)) {
-                    out.lost_events += lost;
-                } else {
-                    decoder.record_error("malformed loss record", record_offset);
-                }
-                break;
-            }
-            case format::RecordType::End: {
-                uint64_t lost = 0;
-                if (wire::end(body, lost)) {
-                    out.complete = true;
-                    out.lost_events = std::max(out.lost_events, lost);
-                } else {
-                    decoder.record_error("malformed end record", record_offset);
-                }
-                break;
-            }
-            default:
-                break;  // unknown record types are skipped (forward compatibility)
+            if (type != format::RecordType::Chunk) {
+                wire::meta_record(type, body, record_offset, out, syncs, errors);
+            } else if (!decoder.chunk(body)) {
+                errors.add("malformed chunk", record_offset);
             }
         });
     out.truncated = !whole;
-    decoder.finish(options);
+    errors.report(out.error);
+    decoder.finish(options, std::move(syncs));
     return true;
 }
 

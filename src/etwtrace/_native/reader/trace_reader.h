@@ -1,4 +1,5 @@
 // trace_reader.h - decodes a trace file (docs/trace-format.md) into flat event arrays.
+// Also the event kinds and function definitions every reader shares.
 //
 // No Python.h: bindings/trace_data.cpp exposes the result to the Python readers. Decoding never reads past
 // the input; a truncated tail (a process killed mid-write) ends the decode cleanly with
@@ -58,22 +59,30 @@ struct StackNode {
     uint32_t function_id = 0;
 };
 
-struct TraceData {
+// The header and integrity counters of a trace file: what every reader of it (the full decode
+// here, the stream of trace_stream.h, the aggregate of trace_aggregate.h) reports, with the
+// same meaning and values.
+struct TraceSummary {
     format::FileHeader header;
     std::string python_version;
-    std::vector<Event> events;
-    std::vector<Function> functions;
-    std::unordered_map<uint32_t, uint32_t> function_index;  // FunctionID -> functions[i]
-    std::vector<std::string> marks;
-    std::vector<StackNode> nodes;
-    std::vector<uint64_t> thread_ids;  // native thread ids (gettid)
     uint64_t chunks = 0;
     uint64_t lost_events = 0;       // from LOSS/END records: events the writer could not store
     uint64_t unmatched_pops = 0;    // pops whose function is not the top of its thread's stack
     uint64_t sequence_gaps = 0;     // missing chunks (should be 0: the writer never drops)
     bool complete = false;          // END record seen (file closed cleanly)
     bool truncated = false;         // the last record is cut short
-    std::string error;              // malformed input: where and what
+    std::string error;              // malformed input: where and what (the first in file order)
+};
+
+// The whole file in memory (32 bytes per event): the reference decode, which the C++ tests,
+// the fuzzer and the decode-rate benchmark use; etwtrace.read() streams (trace_stream.h).
+struct TraceData : TraceSummary {
+    std::vector<Event> events;
+    std::vector<Function> functions;
+    std::unordered_map<uint32_t, uint32_t> function_index;  // FunctionID -> functions[i]
+    std::vector<std::string> marks;
+    std::vector<StackNode> nodes;
+    std::vector<uint64_t> thread_ids;  // native thread ids (gettid)
 
     // The stack at `node`, leaf first, as FunctionIDs.
     std::vector<uint32_t> stack(uint32_t node) const;

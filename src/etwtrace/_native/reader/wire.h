@@ -1,13 +1,16 @@
-// wire.h - the pieces of decoding a trace file (docs/trace-format.md) that the full reader
-// (trace_reader.cpp) and the streaming aggregator (trace_aggregate.cpp) share, so both see
-// exactly the same events, timestamps and damage. No Python.h.
+// wire.h - the one decoder of trace files (docs/trace-format.md), which the full reader
+// (trace_reader.cpp), the stream (trace_stream.cpp) and the aggregator (trace_aggregate.cpp)
+// all use, so that they see exactly the same events, timestamps and damage. No Python.h.
 #pragma once
 
 #include <algorithm>
 #include <climits>
+#include <cstddef>
+#include <limits>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "format/trace_format.h"
@@ -72,6 +75,70 @@ inline bool loss(Cursor body, uint64_t& lost) {
 inline bool end(Cursor body, uint64_t& lost) {
     uint64_t chunks = 0, end_ns = 0;
     return body.varint(chunks) && body.varint(lost) && body.varint(end_ns);
+}
+
+// The first damage in file order, whatever order a reader visits the records in.
+class ErrorLog {
+public:
+    void add(const char* what, size_t offset) {
+        if (offset < offset_) {
+            offset_ = offset;
+            what_ = what;
+        }
+    }
+    void merge(const ErrorLog& other) {
+        if (other.what_) {
+            add(other.what_, other.offset_);
+        }
+    }
+    // Into `out` (as "what at byte N"), unless it holds an error already.
+    void report(std::string& out) const {
+        if (what_ && out.empty()) {
+            out = std::string(what_) + " at byte " + std::to_string(offset_);
+        }
+    }
+
+private:
+    size_t offset_ = std::numeric_limits<size_t>::max();
+    const char* what_ = nullptr;
+};
+
+// A record other than a chunk: CLOCK_SYNC into `syncs`, LOSS and END into `summary`; unknown
+// record types are skipped (forward compatibility).
+inline void meta_record(format::RecordType type, Cursor body, size_t offset, TraceSummary& summary,
+                        std::vector<SyncPoint>& syncs, ErrorLog& errors) {
+    switch (type) {
+    case format::RecordType::ClockSync: {
+        SyncPoint sync{};
+        if (clock_sync(body, sync)) {
+            syncs.push_back(sync);
+        } else {
+            errors.add("malformed clock sync", offset);
+        }
+        break;
+    }
+    case format::RecordType::Loss: {
+        uint64_t lost = 0;
+        if (loss(body, lost)) {
+            summary.lost_events += lost;
+        } else {
+            errors.add("malformed loss record", offset);
+        }
+        break;
+    }
+    case format::RecordType::End: {
+        uint64_t lost = 0;
+        if (end(body, lost)) {
+            summary.complete = true;
+            summary.lost_events = std::max(summary.lost_events, lost);
+        } else {
+            errors.add("malformed end record", offset);
+        }
+        break;
+    }
+    default:
+        break;
+    }
 }
 
 // The first varints of a CHUNK payload; `c` is left at its first event.
@@ -164,6 +231,122 @@ __attribute__((always_inline)) inline bool event(Cursor& c, uint64_t& ticks, Raw
     }
     return false;  // unknown event tags cannot be skipped: their size is unknown
 }
+
+// Decodes a whole CHUNK payload: its header (counted in summary.chunks, sequence gaps in
+// summary.sequence_gaps, the thread's state found by thread_of(tid), which has a `next_seq`),
+// then on_event(thread state, ticks, raw event) for each event, in order. Returns false on
+// malformed contents (on_event returning false stops the chunk the same way); the events
+// before the damage have been passed on.
+template <typename ThreadOf, typename OnEvent>
+bool decode_chunk(Cursor c, TraceSummary& summary, Function& function, ThreadOf&& thread_of, OnEvent&& on_event) {
+    uint64_t tid = 0, seq = 0, ticks = 0;
+    if (!chunk_header(c, tid, seq, ticks)) {
+        return false;
+    }
+    auto& thread = thread_of(tid);
+    summary.sequence_gaps += sequence_gap(thread.next_seq, seq);
+    ++summary.chunks;
+    RawEvent raw;
+    while (c.pos < c.end) {
+        if (!event(c, ticks, raw, function) || !on_event(thread, ticks, raw)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// (parent key, FunctionID) -> node index: open addressing, linear probing. One multiply and,
+// usually, one cache line per push: the hot lookup of every reader that interns stacks.
+// Keys must not be ~0.
+class NodeTable {
+public:
+    NodeTable() { rehash(1024); }
+
+    // The node for `key`, or `fresh` after inserting it.
+    uint32_t find_or_insert(uint64_t key, uint32_t fresh) {
+        size_t i = slot(key);
+        while (keys_[i] != kEmpty) {
+            if (keys_[i] == key) {
+                return values_[i];
+            }
+            i = (i + 1) & mask_;
+        }
+        keys_[i] = key;
+        values_[i] = fresh;
+        if (++size_ * 2 > keys_.size()) {
+            rehash(keys_.size() * 2);
+        }
+        return fresh;
+    }
+
+private:
+    static constexpr uint64_t kEmpty = ~uint64_t{0};
+
+    size_t slot(uint64_t key) const { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_); }
+
+    void rehash(size_t capacity) {
+        std::vector<uint64_t> keys(capacity, kEmpty);
+        std::vector<uint32_t> values(capacity);
+        keys.swap(keys_);
+        values.swap(values_);
+        mask_ = capacity - 1;
+        shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(capacity));
+        for (size_t j = 0; j < keys.size(); ++j) {
+            if (keys[j] != kEmpty) {
+                size_t i = slot(keys[j]);
+                while (keys_[i] != kEmpty) {
+                    i = (i + 1) & mask_;
+                }
+                keys_[i] = keys[j];
+                values_[i] = values[j];
+            }
+        }
+    }
+
+    std::vector<uint64_t> keys_;
+    std::vector<uint32_t> values_;
+    size_t mask_ = 0;
+    unsigned shift_ = 0;
+    size_t size_ = 0;
+};
+
+// FunctionID -> the function's line table, for CallerLine: dense ids (function_registry.h
+// numbers them from 1) in an array, a damaged file's huge ids in a map. The last definition of
+// an id wins.
+class FunctionsById {
+public:
+    explicit FunctionsById(const std::vector<Function>& functions) {
+        uint32_t max_id = 0;
+        for (const Function& f : functions) {
+            max_id = std::max(max_id, f.id);
+        }
+        dense_.assign(std::min<size_t>(size_t{max_id} + 1, kDense), nullptr);
+        for (const Function& f : functions) {
+            if (f.id < dense_.size()) {
+                dense_[f.id] = &f;
+            } else {
+                sparse_[f.id] = &f;
+            }
+        }
+    }
+    const Function* find(uint32_t id) const {
+        if (id < dense_.size()) {
+            return dense_[id];
+        }
+        auto it = sparse_.find(id);
+        return it == sparse_.end() ? nullptr : it->second;
+    }
+    // The source line of a push from `caller` at bytecode `offset` (0 unless Python code).
+    int32_t caller_line(uint32_t caller, uint32_t offset) const {
+        const Function* f = find(caller);
+        return f && f->is_python ? f->line_at(offset) : 0;
+    }
+
+private:
+    static constexpr size_t kDense = size_t{1} << 20;
+    std::vector<const Function*> dense_;
+    std::unordered_map<uint32_t, const Function*> sparse_;
+};
 
 // Ticks -> CLOCK_MONOTONIC ns, piecewise linear between the sync points (the header's and
 // every CLOCK_SYNC record's); beyond the last one at the last segment's rate, or the nominal
