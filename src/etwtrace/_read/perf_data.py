@@ -178,10 +178,10 @@ class PerfEvent(Event):
     `stack_key` ((pid, stack id, generation), None without a stack) names it without building
     it: `frame_tuples()` gives its frames as (address, symbol, module, function), leaf first."""
 
-    __slots__ = ("stack_key",)
+    __slots__ = ("stack_key", "_tables")
 
     def frame_tuples(self):
-        return self._stack_source.frame_tuples(self.stack_key) if self.stack_key is not None else ()
+        return self._tables.frame_tuples(self.stack_key) if self.stack_key is not None else []
 
 
 class _StreamTables(_Decoder):
@@ -218,7 +218,7 @@ class _StreamTables(_Decoder):
                 continue
             if stack_id >= 0:
                 event.stack_key = (pid, stack_id, generation(pid))
-                event._stack_source = self
+                event._tables = event._stack_source = self
                 event._stack_node = event.stack_key
             else:
                 event.stack_key = None
