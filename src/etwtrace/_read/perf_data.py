@@ -1,9 +1,10 @@
 """perf's events of a capture: the symbolized events file, or perf.data through `perf script`.
 
 At the end of a capture the supervisor runs `perf script -s perf_script.py` once, while the
-recorded binaries are at hand, and keeps its output, interned (modules, frames, stacks, then
-events naming a stack id), as PATH/events.jsonl.gz (`symbolize()`; the layout is
-_bundle.EVENTS_FORMAT). Reading a capture then needs neither perf nor the binaries, and works
+recorded binaries are at hand, and keeps its output, interned (modules, frames, stacks, event
+layouts, then batches of events naming a stack id), as PATH/events.jsonl.gz (`symbolize()`;
+the layout is _bundle.EVENTS_FORMAT). `read_perf_data` lists the Events (read()); the report
+streams them instead (`stream_perf_events`: nothing kept per event, each stack named by id). Reading a capture then needs neither perf nor the binaries, and works
 the same on another machine. A capture that kept only perf.data (or one from an older etwtrace)
 is read through `perf script` with the bundle's build-id cache (`--buildid-dir PATH/buildid`);
 one whose supervisor was killed before finishing (perf.raw, no perf.data) is finished here as
