@@ -1,14 +1,15 @@
 """How long `python -m etwtrace report` takes, and how much memory, on big inputs:
 
-    python benchmarks/bench_report.py [--seconds S] [--threads N] [--calls M] [--keep DIR]
+    python benchmarks/bench_report.py [--seconds S] [--threads N] [--calls M] [--keep DIR [--reuse]]
                                       [--skip-stack] [--skip-trace]
 
-stack:  a stack-mode capture of N busy threads for S seconds, sampled at 20 kHz with DWARF
-        stacks (perf.data kept). Times `perf script` alone on its perf.data (the floor of any
-        reading of it), `report` on the capture as it is (from its events.jsonl.gz, symbolized
-        when the capture ended), and `report` on the same capture without the events file
-        (so through `perf script` and its Python script): the last is the "report adds X% to
-        perf script" figure.
+stack:  a stack-mode capture of N busy threads for S CPU seconds each, sampled at 20 kHz with
+        DWARF stacks (perf.data kept): about 20,000 * N * S samples (--threads 4 --seconds 12.5:
+        1 M). Times `perf script` alone on its perf.data (the floor of any reading of it),
+        `report` on the capture as it is (from its events.jsonl.gz, symbolized when the capture
+        ended), and `report` on the same capture without the events file (so through
+        `perf script` and its Python script, streamed): the "report adds X% to perf script"
+        figures, in wall and in CPU seconds (user + system, perf's included).
 trace:  an instrumented trace of M calls of a tiny function (2 M events) written by
         InstrumentedTracer, then `report` (summary) on it under /usr/bin/time -v: seconds and
         maximum RSS.
@@ -22,6 +23,7 @@ import argparse
 import os
 import pty
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -56,8 +58,10 @@ SPIN = textwrap.dedent("""\
         return leaf(n) + leaf(n // 2)
 
     def spin(seconds):
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
+        # CPU seconds of this thread, not wall seconds: the number of samples (20 kHz of
+        # CPU time) is then the same on a loaded machine.
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
             middle(2000)
 
     seconds, threads = float(sys.argv[1]), int(sys.argv[2])
@@ -86,17 +90,35 @@ TRACE = textwrap.dedent("""\
 """)
 
 
+def _children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Timed:
+    """Wall seconds and CPU seconds (user + system of the command and the children it waited
+    for, e.g. report's perf script) of what runs inside: on a loaded machine the CPU seconds
+    are the steadier figure."""
+
+    def __enter__(self):
+        self._wall, self._cpu = time.perf_counter(), _children_cpu()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = _children_cpu() - self._cpu
+
+
 def run(command, **kwargs):
-    started = time.perf_counter()
-    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
-    elapsed = time.perf_counter() - started
+    with Timed() as timed:
+        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(map(str, command))}\n{proc.stderr.decode()[-3000:]}")
-    return elapsed, proc
+    return timed, proc
 
 
 def timed_rss(command):
-    """(seconds, max RSS in MB, stdout) of a command under /usr/bin/time -v."""
+    """(Timed, max RSS in MB, stdout) of a command under /usr/bin/time -v."""
     elapsed, proc = run(["/usr/bin/time", "-v", *command])
     rss = re.search(rb"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     return elapsed, int(rss.group(1)) / 1024 if rss else float("nan"), proc.stdout
@@ -125,7 +147,7 @@ def report_command(path):
     return [sys.executable, "-m", "etwtrace", "report", str(path)]
 
 
-def bench_stack(work, seconds, threads, rows):
+def bench_stack(work, seconds, threads, rows, reuse=False):
     profile = os.path.join(work, "bench.ini")
     script = os.path.join(work, "spin.py")
     with open(profile, "w") as f:
@@ -133,35 +155,44 @@ def bench_stack(work, seconds, threads, rows):
     with open(script, "w") as f:
         f.write(SPIN)
     capture = os.path.join(work, "stack.etwtrace")
-    elapsed, _ = run([sys.executable, "-m", "etwtrace", "--stack", "--capture", capture, "--profile-file", profile,
-                      "--capture-profile", "Bench", "--", script, str(seconds), str(threads)])
+    if not (reuse and os.path.exists(os.path.join(capture, "manifest.json"))):
+        timed, _ = run([sys.executable, "-m", "etwtrace", "--stack", "--capture", capture, "--profile-file", profile,
+                        "--capture-profile", "Bench", "--", script, str(seconds), str(threads)])
+    else:
+        timed = None
     import json
 
     with open(os.path.join(capture, "manifest.json")) as f:
         manifest = json.load(f)
     samples = (manifest.get("perf") or {}).get("samples", 0)
-    rows.append(("capture (record + symbolize)", f"{samples:,} samples", elapsed, None))
+    timings = manifest.get("timings") or {}
+    rows.append(("capture (record + symbolize)", f"{samples:,} samples", timed, None))
+    if timings.get("symbolize_s"):
+        rows.append(("  of which symbolize (perf script -s)", f"{timings['symbolize_s']:.1f} s wall", None, None))
     perf = shutil.which("perf") or "/usr/bin/perf"
     data = os.path.join(capture, "perf.data")
     if not os.path.exists(data):
         sys.exit("the capture kept no perf.data (keep_perf_data = yes is not honoured?)")
-    with open(os.devnull, "wb") as null:
-        started = time.perf_counter()
+    with open(os.devnull, "wb") as null, Timed() as floor:
         subprocess.run([perf, "--buildid-dir", os.path.join(capture, "buildid"), "script", "-i", data],
                        stdout=null, stderr=subprocess.DEVNULL, check=True)
-        floor = time.perf_counter() - started
     rows.append(("perf script > /dev/null", f"{samples:,} samples", floor, None))
+
+    def versus(t):
+        return (f"wall {100 * (t.wall - floor.wall) / floor.wall:+.0f}%, "
+                f"CPU {100 * (t.cpu - floor.cpu) / floor.cpu:+.0f}%")
+
     t, rss, out = timed_rss(report_command(capture))
     read = re.search(rb"health: ([\d,]+) samples", out)
     rows.append(("report (events.jsonl.gz)", f"{read.group(1).decode() if read else '?'} samples", t, rss))
-    rows.append(("  vs perf script", f"{100 * (t - floor) / floor:+.0f}%", None, None))
+    rows.append(("  vs perf script", versus(t), None, None))
     events = os.path.join(capture, "events.jsonl.gz")
     moved = events + ".aside"
     os.replace(events, moved)
     try:
         t2, rss2, _ = timed_rss(report_command(capture))
-        rows.append(("report (perf.data, perf script)", "", t2, rss2))
-        rows.append(("  vs perf script", f"{100 * (t2 - floor) / floor:+.0f}%", None, None))
+        rows.append(("report (perf.data only, perf script)", "", t2, rss2))
+        rows.append(("  vs perf script", versus(t2), None, None))
         rows.append(("progress on a terminal (perf.data)", str(shows_progress(report_command(capture))), None, None))
     finally:
         os.replace(moved, events)
@@ -172,25 +203,26 @@ def bench_trace(work, calls, rows):
     with open(script, "w") as f:
         f.write(TRACE)
     trace = os.path.join(work, "calls.etwtrace")
-    elapsed, _ = run([sys.executable, script, trace, str(calls)])
+    timed, _ = run([sys.executable, script, trace, str(calls)])
     from etwtrace import _etwtrace
 
     events = _etwtrace._trace_aggregate(trace)["info"]["events"]
     size = os.path.getsize(trace) / 1e6
-    rows.append(("trace written", f"~{events / 1e6:.0f} M events, {size:,.0f} MB", elapsed, None))
+    rows.append(("trace written", f"~{events / 1e6:.0f} M events, {size:,.0f} MB", timed, None))
     t, rss, out = timed_rss(report_command(trace))
     if b"tiny" not in out:
         sys.exit("the report of the trace does not show tiny()")
-    rows.append(("report (summary) of the trace", f"{events / t / 1e6:.0f} M events/s", t, rss))
+    rows.append(("report (summary) of the trace", f"{events / t.wall / 1e6:.0f} M events/s", t, rss))
     rows.append(("progress on a terminal (trace)", str(shows_progress(report_command(trace))), None, None))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=1.5, help="CPU seconds of each thread")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calls", type=int, default=50_000_000, help="calls in the trace (2 events each)")
     parser.add_argument("--keep", help="work in this directory and keep it")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: time the capture already there")
     parser.add_argument("--skip-stack", action="store_true")
     parser.add_argument("--skip-trace", action="store_true")
     args = parser.parse_args()
@@ -199,16 +231,16 @@ def main():
     rows = []
     try:
         if not args.skip_stack:
-            bench_stack(work, args.seconds, args.threads, rows)
+            bench_stack(work, args.seconds, args.threads, rows, args.reuse)
         if not args.skip_trace:
             bench_trace(work, args.calls, rows)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"{'what':<38} {'size':>28} {'seconds':>9} {'max RSS MB':>11}")
-    for what, size, seconds, rss in rows:
-        print(f"{what:<38} {size:>28} {'' if seconds is None else f'{seconds:9.2f}':>9} "
-              f"{'' if rss is None else f'{rss:11.0f}':>11}")
+    print(f"{'what':<38} {'':>28} {'wall s':>8} {'CPU s':>8} {'max RSS MB':>11}")
+    for what, size, timed, rss in rows:
+        print(f"{what:<38} {size:>28} {'' if timed is None else f'{timed.wall:8.2f}':>8} "
+              f"{'' if timed is None else f'{timed.cpu:8.2f}':>8} {'' if rss is None else f'{rss:11.0f}':>11}")
 
 
 if __name__ == "__main__":

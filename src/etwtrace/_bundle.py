@@ -37,20 +37,25 @@ TRACE_SUFFIX = ".etwtrace"
 
 # events.jsonl.gz: gzip-compressed JSON lines, written once by the supervisor from `perf script`
 # (our _read/perf_script.py prints every line but the first and the last), read by
-# _read/perf_data.py:
+# _read/perf_data.py. Version 2:
 #
-#   {"format": "etwtrace-events", "version": 1}                 first line
+#   {"format": "etwtrace-events", "version": 2}                 first line
 #   {"m": [module id, "path of the binary"]}                    before the module's first use
 #   {"y": [frame id, address, "symbol" or null, module id]}     before the frame's first use
 #   {"k": [stack id, [frame id, ...]]}                          a stack, leaf first
-#   {"e": name, "p": pid, "t": tid, "ts": ns, "c": cpu, "f": {field: value}, "k": stack id}
-#                                                               an event (stack id -1: none)
+#   {"n": [layout id, "event name", ["field", ...]]}            an event layout, before its use
+#   {"b": [[layout id, pid, tid, ns, cpu, stack id, field value, ...], ...]}
+#                                                               a batch of events (up to 500),
+#                                                               in time order; stack id -1: none
 #   {"end": {"events": N}}                                      last line: the file is whole
+#
+# Version 1 (still read) had one line per event instead of "n" and "b":
+#   {"e": name, "p": pid, "t": tid, "ts": ns, "c": cpu, "f": {field: value}, "k": stack id}
 #
 # Ids count from 0 in order of appearance. A file without its "end" line was cut short: the
 # events before the cut are read, with a warning.
 EVENTS_FORMAT = "etwtrace-events"
-EVENTS_VERSION = 1
+EVENTS_VERSION = 2
 
 
 class Bundle:

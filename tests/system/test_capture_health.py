@@ -17,6 +17,7 @@ import warnings
 import pytest
 
 import etwtrace
+from etwtrace._read import format_event
 
 from test_capture import PERF_PROBLEM, PROFILES, SCRIPTS, UPSTREAM_SCRIPTS, capture, find_test_stacks
 
@@ -238,7 +239,59 @@ def test_events_file_layout(tmp_path):
     _, path = capture(tmp_path, "basic.py")
     with gzip.open(path / "events.jsonl.gz", "rt") as f:
         lines = [json.loads(line) for line in f]
-    assert lines[0] == {"format": "etwtrace-events", "version": 1}
-    assert list(lines[-1]) == ["end"] and lines[-1]["end"]["events"] == sum("e" in r for r in lines)
+    assert lines[0] == {"format": "etwtrace-events", "version": 2}
+    rows = [row for r in lines if "b" in r for row in r["b"]]
+    assert list(lines[-1]) == ["end"] and lines[-1]["end"]["events"] == len(rows) > 0
+    assert all(len(r["b"]) <= 500 for r in lines if "b" in r)
     kinds = {next(iter(r)) for r in lines[1:-1]}
-    assert kinds <= {"m", "y", "k", "e"} and {"m", "y", "k", "e"} <= kinds
+    assert kinds == {"m", "y", "k", "n", "b"}
+    layouts = {r["n"][0]: r["n"][1:] for r in lines if "n" in r}
+    for row in rows:
+        name, fields = layouts[row[0]]
+        assert len(row) == 6 + len(fields)
+    assert [row[3] for row in rows] == sorted(row[3] for row in rows)  # time order
+
+
+def _as_version_1(path):
+    """Rewrite the capture's events file in the version 1 layout (one line per event)."""
+    with gzip.open(path / "events.jsonl.gz", "rt") as f:
+        lines = [json.loads(line) for line in f]
+    layouts = {}
+    out = []
+    for record in lines:
+        if "format" in record:
+            out.append({"format": "etwtrace-events", "version": 1})
+        elif "n" in record:
+            layouts[record["n"][0]] = record["n"][1:]
+        elif "b" in record:
+            for row in record["b"]:
+                name, fields = layouts[row[0]]
+                out.append({"e": name, "p": row[1], "t": row[2], "ts": row[3], "c": row[4],
+                            "f": dict(zip(fields, row[6:])), "k": row[5]})
+        else:
+            out.append(record)
+    with gzip.open(path / "events.jsonl.gz", "wt") as f:
+        for record in out:
+            f.write(json.dumps(record) + "\n")
+
+
+def test_a_version_1_events_file_reads_the_same(tmp_path):
+    _, path = capture(tmp_path, "by_arg.py", "a", "b")
+    version_2 = [format_event(e) for e in etwtrace.read(path)]
+    names_2 = _names(etwtrace.read(path))
+    _as_version_1(path)
+    events, caught = _read_with_warnings(path)
+    assert caught == []
+    assert [format_event(e) for e in events] == version_2
+    assert _names(events) == names_2
+    assert _dump(path).stdout.count("\n") == len(version_2)
+
+
+def test_the_event_count_of_a_file_without_perf_scripts_summary(tmp_path):
+    """perf script ending before perf_script.py's last line: the supervisor counts the file."""
+    from etwtrace._read.perf_data import _count_events
+
+    _, path = capture(tmp_path, "basic.py")
+    manifest = json.loads((path / "manifest.json").read_text())
+    count, pids = _count_events(str(path / "events.jsonl.gz"))
+    assert count == manifest["perf"]["events"] and set(manifest["pids"]) >= pids and pids

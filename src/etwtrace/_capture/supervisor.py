@@ -311,8 +311,9 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
                 except KeyboardInterrupt:
                     continue
         ended_at = time.time()
+        timings_cpu = round(_children_cpu(), 3)
         return _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw,
-                       returncode, started_at, ended_at, profile.keep_perf_data)
+                       returncode, started_at, ended_at, profile.keep_perf_data, timings_cpu)
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
@@ -338,6 +339,14 @@ class _Step:
         self._timer.cancel()
 
 
+def _children_cpu():
+    """User + system seconds of the subprocesses that ended so far (perf's steps)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _lost_words(perf_info):
     """What perf lost, in words for the closing line, or None."""
     chunks = perf_info.get("lost_chunks") or 0
@@ -352,7 +361,7 @@ def _lost_words(perf_info):
 
 
 def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw, returncode,
-            started_at, ended_at, keep_perf_data=False):
+            started_at, ended_at, keep_perf_data=False, record_cpu=None):
     """After the target: check it ran, inject, symbolize, collect, write the manifest, report."""
     from .._read.perf_data import perf_stats, symbolize
 
@@ -376,17 +385,27 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
     pids = set()
     finish_started = time.time()
     timings = {"record_s": round(ended_at - started_at, 3)}
+    if record_cpu is not None:
+        timings["record_cpu_s"] = record_cpu  # perf record and the target, user + system
     if perf:
         info = manifest["perf"]
-        stats = perf_stats(raw, perf) or {}
+        data = os.path.join(path, _bundle.PERF_DATA)
+        cpu = _children_cpu()
+        with _Step("finishing the capture: perf inject --jit..."):
+            # perf's loss counts (perf report --stats) and perf inject both only read perf.raw:
+            # run side by side, the counting costs no wall time where a CPU is free.
+            stats = {}
+            counting = threading.Thread(target=lambda: stats.update(perf_stats(raw, perf) or {}), daemon=True)
+            counting.start()
+            inject = subprocess.run([perf, "--buildid-dir", buildid_dir, "inject", "--jit", "-i", raw, "-o", data],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            counting.join()
         info.update({"samples": stats.get("samples", 0), "lost_chunks": stats.get("lost_chunks", 0),
                      "lost_samples": stats.get("lost_samples", 0)})
         samples = info["samples"]
-        data = os.path.join(path, _bundle.PERF_DATA)
-        with _Step(f"finishing the capture: perf inject --jit ({samples:,} samples)..."):
-            inject = subprocess.run([perf, "--buildid-dir", buildid_dir, "inject", "--jit", "-i", raw, "-o", data],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         timings["inject_s"] = round(time.time() - finish_started, 3)
+        timings["inject_cpu_s"] = round(_children_cpu() - cpu, 3)
+        cpu = _children_cpu()
         if inject.returncode != 0 or not os.path.exists(data):
             why = inject.stderr.decode(errors="replace").strip().splitlines()
             _warn(f"perf inject --jit failed ({why[-1] if why else inject.returncode}); "
@@ -405,6 +424,7 @@ def _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw
                                          buildid_dir=buildid_dir)
                 info["events"] = events
                 timings["symbolize_s"] = round(time.time() - finish_started - timings["inject_s"], 3)
+                timings["symbolize_cpu_s"] = round(_children_cpu() - cpu, 3)
             except (CaptureError, OSError, ValueError) as ex:
                 _warn(f"{ex}; keeping perf.data to be read with perf script")
                 keep_perf_data = True

@@ -28,7 +28,7 @@ import warnings
 from .. import _bundle
 from .._schema import CSWITCH, PYTHON_EVENTS, SAMPLED_PROFILE
 from .jitdump import read_jitdump
-from .perf_data import read_perf_data
+from .perf_data import read_perf_data, stream_perf_events
 from .trace_file import TraceFile, trace_files
 
 
@@ -71,6 +71,30 @@ class _FunctionIndex:
         return None
 
 
+class _GrowingFunctionIndex(_FunctionIndex):
+    """A _FunctionIndex that takes PythonFunction events as a stream brings them (the probe's,
+    for a process without a jitdump); generation(pid) changes with each, so that a stack
+    named before it is named again after."""
+
+    def __init__(self, functions):
+        super().__init__(functions)
+        self._generations = {}
+
+    def generation(self, pid):
+        return self._generations.get(pid, 0)
+
+    def add(self, event):
+        begin, end = event.get("BeginAddress") or 0, event.get("EndAddress") or 0
+        if not (begin and end > begin):
+            return
+        ranges = self._by_pid.setdefault(event.pid, [])
+        starts = self._starts.setdefault(event.pid, [])
+        i = bisect.bisect_right(starts, begin)
+        starts.insert(i, begin)
+        ranges.insert(i, (begin, end, event))
+        self._generations[event.pid] = self.generation(event.pid) + 1
+
+
 def _attach_python_stacks(perf_events, traces):
     """Give perf's samples in instrumented processes the Python stack of that instant: the
     stack of their thread in the trace file just before the sample (a native pass over it)."""
@@ -105,13 +129,8 @@ def _lost_message(path, perf):
             "(record with a bigger buffer, e.g. mmap_pages in the profile, or a lower frequency)")
 
 
-def read_capture(path, manifest, warn_trace, warn=_warn, names=None):
-    """The events of the capture at PATH (whose manifest was loaded), in timestamp order.
-
-    perf's events are in memory (perf_data.py), the trace files' are streamed: `names`, if
-    given, are the only event names the caller keeps, so the trace files skip the others
-    before making them (the caller filters perf's)."""
-    bundle = _bundle.Bundle(path)
+def _capture_warnings(bundle, manifest, warn):
+    """Say what the capture lacks: an unfinished capture, perf's losses."""
     perf = manifest.get("perf") or {}
     if not manifest.get("complete"):
         what = ("the launcher ended before finishing it; what perf recorded is read from "
@@ -126,6 +145,59 @@ def read_capture(path, manifest, warn_trace, warn=_warn, names=None):
     if lost:
         warn(lost)
 
+
+def _jitdump_events(bundle, skip_pids=()):
+    jitted = []
+    jit_dir = bundle.jit_dir
+    if os.path.isdir(jit_dir):
+        for name in sorted(os.listdir(jit_dir)):
+            if name.startswith("jit-") and name.endswith(".dump"):
+                jitted.extend(e for e in read_jitdump(os.path.join(jit_dir, name)) if e.pid not in skip_pids)
+    return jitted
+
+
+def stream_capture(path, manifest, names, warn=_warn):
+    """perf's events of the capture at PATH (whose manifest was loaded) one at a time, in time
+    order, as read_capture would give those of `names`, keeping nothing per event: the report's
+    pass over a big capture. Frames are named from the jitdumps (`frame_tuples()`), as in
+    read_capture. None when the capture needs read_capture: it has instrumented trace files
+    (their Python stacks need every event), or only an unfinished perf.raw."""
+    bundle = _bundle.Bundle(path)
+    if not manifest.get("perf") or not manifest.get("complete"):
+        return None
+    if os.path.isdir(bundle.traces_dir) and trace_files(bundle.traces_dir):
+        return None
+    _capture_warnings(bundle, manifest, warn)
+    jitted = _jitdump_events(bundle)
+    jit_pids = {e.pid for e in jitted}
+    index = _GrowingFunctionIndex(jitted)
+    wanted = set(names) | {"PythonFunction"} if names is not None else None
+    events = stream_perf_events(bundle.path, index, wanted, warn)
+    if events is None:
+        return None
+    return _named(events, index, jit_pids, names)
+
+
+def _named(events, index, jit_pids, names):
+    for event in events:
+        if event.name == "PythonFunction":
+            if event.pid in jit_pids:
+                continue  # the jitdump's events win (read_capture's rule)
+            index.add(event)
+            if names is not None and "PythonFunction" not in names:
+                continue
+        yield event
+
+
+def read_capture(path, manifest, warn_trace, warn=_warn, names=None):
+    """The events of the capture at PATH (whose manifest was loaded), in timestamp order.
+
+    perf's events are in memory (perf_data.py), the trace files' are streamed: `names`, if
+    given, are the only event names the caller keeps, so the trace files skip the others
+    before making them (the caller filters perf's)."""
+    bundle = _bundle.Bundle(path)
+    _capture_warnings(bundle, manifest, warn)
+
     perf_events = read_perf_data(bundle.path, warn) if manifest.get("perf") else []
     traces = _open_trace_files(bundle, warn_trace)
     traced_pids = {t.pid for t in traces if t.info["events"]}
@@ -133,12 +205,7 @@ def read_capture(path, manifest, warn_trace, warn=_warn, names=None):
     # Processes with a trace file: their Python events come from it (lossless).
     perf_events = [e for e in perf_events if not (e.name in PYTHON_EVENTS and e.pid in traced_pids)]
 
-    jitted = []
-    jit_dir = bundle.jit_dir
-    if os.path.isdir(jit_dir):
-        for name in sorted(os.listdir(jit_dir)):
-            if name.startswith("jit-") and name.endswith(".dump"):
-                jitted.extend(e for e in read_jitdump(os.path.join(jit_dir, name)) if e.pid not in traced_pids)
+    jitted = _jitdump_events(bundle, traced_pids)
     if jitted:
         jit_pids = {e.pid for e in jitted}
         perf_events = [e for e in perf_events if not (e.name == "PythonFunction" and e.pid in jit_pids)]

@@ -1,9 +1,10 @@
 """perf's events of a capture: the symbolized events file, or perf.data through `perf script`.
 
 At the end of a capture the supervisor runs `perf script -s perf_script.py` once, while the
-recorded binaries are at hand, and keeps its output, interned (modules, frames, stacks, then
-events naming a stack id), as PATH/events.jsonl.gz (`symbolize()`; the layout is
-_bundle.EVENTS_FORMAT). Reading a capture then needs neither perf nor the binaries, and works
+recorded binaries are at hand, and keeps its output, interned (modules, frames, stacks, event
+layouts, then batches of events naming a stack id), as PATH/events.jsonl.gz (`symbolize()`;
+the layout is _bundle.EVENTS_FORMAT). `read_perf_data` lists the Events (read()); the report
+streams them instead (`stream_perf_events`: nothing kept per event, each stack named by id). Reading a capture then needs neither perf nor the binaries, and works
 the same on another machine. A capture that kept only perf.data (or one from an older etwtrace)
 is read through `perf script` with the bundle's build-id cache (`--buildid-dir PATH/buildid`);
 one whose supervisor was killed before finishing (perf.raw, no perf.data) is finished here as
@@ -28,7 +29,6 @@ from .._perf import INSTALL_HINT, perf_path
 from .._schema import CSWITCH, MARK, PROBE_EVENT_NAMES, PROBE_GROUP_PREFIX, SAMPLED_PROFILE
 from .events import Event, Frame, mark_opcode
 
-_PID = re.compile(rb'"p": (\d+)')
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "perf_script.py")
 
 
@@ -39,7 +39,7 @@ def _perf_command(what):
     return perf
 
 
-def _event_from_perf(name, pid, tid, ts, cpu, fields, stack):
+def _event_from_perf(name, pid, tid, ts, cpu, fields, stack, cls=Event):
     group, _, event = name.partition(":")
     if event and (group.startswith(PROBE_GROUP_PREFIX) or group == "sdt_etwtrace"):
         # One uprobe event per probe site: function, function_1, ... are all `function`.
@@ -56,9 +56,9 @@ def _event_from_perf(name, pid, tid, ts, cpu, fields, stack):
             opcode = mark_opcode(fields.get("Kind", MARK))
         if "IsPythonCode" in fields:
             fields["IsPythonCode"] = bool(fields["IsPythonCode"])
-        return Event(upstream, pid, tid, ts, fields, stack, opcode or "Info", cpu, "probe")
+        return cls(upstream, pid, tid, ts, fields, stack, opcode or "Info", cpu, "probe")
     if name == "sched:sched_switch":
-        return Event(CSWITCH, pid, tid, ts, {
+        return cls(CSWITCH, pid, tid, ts, {
             "OldThreadId": fields.get("prev_pid"),
             "NewThreadId": fields.get("next_pid"),
             "OldThreadState": fields.get("prev_state"),
@@ -70,28 +70,86 @@ def _event_from_perf(name, pid, tid, ts, cpu, fields, stack):
     if name.startswith("dummy"):
         return None
     short = name.split("/", 1)[0] if "/" in name else name
-    fields = dict(fields)
     fields["Event"] = short
     fields["ThreadId"] = tid
-    return Event(SAMPLED_PROFILE, pid, tid, ts, fields, stack, cpu=cpu, source="perf")
+    return cls(SAMPLED_PROFILE, pid, tid, ts, fields, stack, cpu=cpu, source="perf")
 
 
-class _Parser:
-    """The interned lines (perf_script.py's, or events.jsonl.gz's) -> Events.
+class _Decoder:
+    """The lines of perf_script.py's output or of an events file -> events as plain tuples
+    (name, pid, tid, ns, cpu, fields, stack id), in the file's order.
 
-    Frames are shared by the events of one process (a Frame's `.function` depends on the
-    process); every event gets its own list of them.
+    Reads both layouts of the events file: version 2's batches of rows under interned event
+    layouts ({"n"}, {"b"}), and version 1's one {"e"} line per event.
     """
 
     def __init__(self):
         self.modules = {}
         self.frames = {}  # frame id -> (address, symbol, module)
         self.stacks = {}  # stack id -> [frame id, ...]
+        self.layouts = {}  # layout id -> (event name, field names)
+        self.header = None
+        self.end = None
+        self.summary = None  # perf_script.py's last line: {"events": N, "pids": [...]}
+        self.count = 0  # events decoded
+
+    def rows(self, lines):
+        loads = json.loads
+        layouts = self.layouts
+        for raw in lines:
+            if not raw.startswith(b"{"):
+                continue
+            try:
+                record = loads(raw)
+            except ValueError:
+                continue
+            batch = record.get("b")
+            if batch is not None:
+                for row in batch:
+                    try:
+                        name, keys = layouts[row[0]]
+                        event = (name, row[1], row[2], row[3], row[4], dict(zip(keys, row[6:])), row[5])
+                    except (KeyError, IndexError, TypeError):
+                        continue  # a row of no known layout: not ours
+                    self.count += 1
+                    yield event
+                continue
+            name = record.get("e")
+            if name is not None:  # version 1
+                self.count += 1
+                yield name, record["p"], record["t"], record["ts"], record["c"], record["f"], record.get("k", -1)
+            elif "y" in record:
+                fid, address, symbol, module = record["y"]
+                self.frames[fid] = (address, symbol, self.modules.get(module))
+            elif "k" in record:
+                sid, ids = record["k"]
+                self.stacks[sid] = ids
+            elif "n" in record:
+                index, name, keys = record["n"]
+                layouts[index] = (name, tuple(keys))
+            elif "m" in record:
+                index, module = record["m"]
+                self.modules[index] = module
+            elif "format" in record:
+                self.header = record
+            elif "end" in record:
+                self.end = record["end"]
+            elif "z" in record:
+                self.summary = record["z"]
+
+
+class _Parser(_Decoder):
+    """The decoded events -> Events (read()'s list).
+
+    Frames are shared by the events of one process (a Frame's `.function` depends on the
+    process); every event gets its own list of them.
+    """
+
+    def __init__(self):
+        super().__init__()
         self._built = {}  # (pid, stack id) -> [Frame, ...]
         self._frame_objects = {}  # (pid, frame id) -> Frame
         self.events = []
-        self.header = None
-        self.end = None
 
     def stack(self, pid, stack_id):
         built = self._built.get((pid, stack_id))
@@ -108,37 +166,64 @@ class _Parser:
         return list(built)
 
     def feed(self, lines):
-        loads = json.loads
         events = self.events
-        for raw in lines:
-            if not raw.startswith(b"{"):
+        for name, pid, tid, ts, cpu, fields, stack_id in self.rows(lines):
+            stack = self.stack(pid, stack_id) if stack_id >= 0 else []
+            event = _event_from_perf(name, pid, tid, ts, cpu, fields, stack)
+            if event is not None:
+                events.append(event)
+
+
+class PerfEvent(Event):
+    """An Event of the report's stream: its stack is built only when asked for, and
+    `stack_key` ((pid, stack id, generation), None without a stack) names it without building
+    it: `frame_tuples()` gives its frames as (address, symbol, module, function), leaf first."""
+
+    __slots__ = ("stack_key", "_tables")
+
+    def frame_tuples(self):
+        return self._tables.frame_tuples(self.stack_key) if self.stack_key is not None else []
+
+
+class _StreamTables(_Decoder):
+    """The decoder of the report's stream: frames named per process by `functions` (an
+    object with lookup(pid, address) -> PythonFunction event or None, and generation(pid),
+    which changes when a process's functions do)."""
+
+    def __init__(self, functions):
+        super().__init__()
+        self.functions = functions
+        self._named = {}  # (pid, generation, frame id) -> (address, symbol, module, function)
+
+    def frame_tuples(self, key):
+        pid, stack_id, generation = key
+        named = self._named
+        out = []
+        for fid in self.stacks.get(stack_id, ()):
+            frame = named.get((pid, generation, fid))
+            if frame is None:
+                address, symbol, module = self.frames[fid]
+                frame = named[(pid, generation, fid)] = (address, symbol, module,
+                                                         self.functions.lookup(pid, address))
+            out.append(frame)
+        return out
+
+    def stack(self, key):
+        return [Frame(a, s, m, f) for a, s, m, f in self.frame_tuples(key)]
+
+    def events(self, lines, names):
+        generation = self.functions.generation
+        for name, pid, tid, ts, cpu, fields, stack_id in self.rows(lines):
+            event = _event_from_perf(name, pid, tid, ts, cpu, fields, (), PerfEvent)
+            if event is None or (names is not None and event.name not in names):
                 continue
-            try:
-                record = loads(raw)
-            except ValueError:
-                continue
-            name = record.get("e")
-            if name is not None:
-                pid = record["p"]
-                stack_id = record.get("k", -1)
-                stack = self.stack(pid, stack_id) if stack_id >= 0 else []
-                event = _event_from_perf(name, pid, record["t"], record["ts"], record["c"],
-                                         record["f"], stack)
-                if event is not None:
-                    events.append(event)
-            elif "y" in record:
-                fid, address, symbol, module = record["y"]
-                self.frames[fid] = (address, symbol, self.modules.get(module))
-            elif "k" in record:
-                sid, ids = record["k"]
-                self.stacks[sid] = ids
-            elif "m" in record:
-                index, module = record["m"]
-                self.modules[index] = module
-            elif "format" in record:
-                self.header = record
-            elif "end" in record:
-                self.end = record["end"]
+            if stack_id >= 0:
+                event.stack_key = (pid, stack_id, generation(pid))
+                event._tables = event._stack_source = self
+                event._stack_node = event.stack_key
+            else:
+                event.stack_key = None
+            yield event
 
 
 def _script_command(perf, bundle, data, buildid_dir=None):
@@ -182,24 +267,29 @@ def symbolize(path, data, out_path, perf=None, buildid_dir=None):
     proc = subprocess.Popen(_script_command(perf, bundle, data, buildid_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=bundle.path)
     stderr = _Stderr(proc.stderr)
-    count = 0
-    pids = set()
-    pid_of = _PID.search
+    summary = None
     tmp = out_path + ".tmp"
     try:
+        # The lines go to the file as perf_script.py wrote them: no decoding on the way.
         with gzip.open(tmp, "wb", compresslevel=6) as out:
             out.write(json.dumps({"format": _bundle.EVENTS_FORMAT, "version": _bundle.EVENTS_VERSION}).encode() + b"\n")
             write = out.write
             for raw in proc.stdout:
-                if raw.startswith(b"{"):
-                    if raw.startswith(b'{"e"'):
-                        count += 1
-                        m = pid_of(raw)
-                        if m:
-                            pids.add(int(m.group(1)))
+                if raw.startswith(b'{"z"'):
+                    try:
+                        summary = json.loads(raw)["z"]
+                    except (ValueError, KeyError):
+                        pass
+                elif raw.startswith(b"{"):
                     write(raw)
             proc.wait()
             err = stderr.join()
+            if summary is None:
+                # perf ended before the script's last line: count what it did write.
+                out.flush()
+                count, pids = _count_events(tmp)
+            else:
+                count, pids = int(summary.get("events", 0)), set(summary.get("pids", ()))
             if proc.returncode != 0 and not count:
                 raise ReadError(_perf_failure(data, err, proc.returncode))
             write(json.dumps({"end": {"events": count}}).encode() + b"\n")
@@ -215,6 +305,31 @@ def symbolize(path, data, out_path, perf=None, buildid_dir=None):
     return count, pids
 
 
+def _count_events(file):
+    decoder = _Decoder()
+    pids = set()
+    try:
+        with gzip.open(file, "rb") as f:
+            for event in decoder.rows(f):
+                pids.add(event[1])
+    except (EOFError, OSError, ValueError, zlib.error):
+        pass
+    return decoder.count, pids
+
+
+def _check_events_file(file, decoder, damage, warn):
+    warn = warn or (lambda message: None)
+    if decoder.header is None or decoder.header.get("format") != _bundle.EVENTS_FORMAT:
+        if not decoder.count:
+            raise ReadError(f"{file} is not an etwtrace events file (damaged: {damage or 'no header'})")
+    elif decoder.header.get("version", 1) > _bundle.EVENTS_VERSION:
+        warn(f"{file} was written by a newer etwtrace (events format version {decoder.header.get('version')}): "
+             "what this version does not know is skipped")
+    if decoder.end is None:
+        warn(f"{file} is cut short ({damage or 'no end record'}): {decoder.count:,} events were read, "
+             "the events after the cut are lost")
+
+
 def read_events_file(file, warn=None):
     """Events of an events.jsonl.gz file; a file cut short is read up to the cut (warn says so)."""
     parser = _Parser()
@@ -224,20 +339,19 @@ def read_events_file(file, warn=None):
             parser.feed(f)
     except (EOFError, OSError, ValueError, zlib.error) as ex:  # gzip.BadGzipFile is an OSError
         damage = str(ex) or type(ex).__name__
-    if parser.header is None or parser.header.get("format") != _bundle.EVENTS_FORMAT:
-        if not parser.events:
-            raise ReadError(f"{file} is not an etwtrace events file (damaged: {damage or 'no header'})")
-    if parser.end is None and warn is not None:
-        warn(f"{file} is cut short ({damage or 'no end record'}): {len(parser.events):,} events were read, "
-             "the events after the cut are lost")
+    _check_events_file(file, parser, damage, warn)
     return parser.events
 
 
-def _read_through_perf(bundle, data, perf=None):
+def _perf_script(bundle, data, perf=None):
     perf = perf or _perf_command(os.path.basename(data))
     proc = subprocess.Popen(_script_command(perf, bundle, data), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=bundle.path)
-    stderr = _Stderr(proc.stderr)
+    return proc, _Stderr(proc.stderr)
+
+
+def _read_through_perf(bundle, data, perf=None):
+    proc, stderr = _perf_script(bundle, data, perf)
     parser = _Parser()
     parser.feed(proc.stdout)
     proc.wait()
@@ -245,6 +359,44 @@ def _read_through_perf(bundle, data, perf=None):
     if proc.returncode != 0 and not parser.events:
         raise ReadError(_perf_failure(data, err, proc.returncode))
     return parser.events
+
+
+def stream_perf_events(path, functions, names=None, warn=None, perf=None):
+    """perf's events of the capture at PATH as PerfEvents, one at a time in the file's (time)
+    order, keeping nothing per event: the report's pass. From events.jsonl.gz, else perf.data
+    through `perf script` as it runs. None when neither is there (read_perf_data finishes a
+    perf.raw). `functions`: see _StreamTables; names: keep only events of these names."""
+    warn = warn or (lambda message: None)
+    bundle = _bundle.Bundle(path)
+    if os.path.exists(bundle.events):
+        return _stream_events_file(bundle.events, _StreamTables(functions), names, warn)
+    if os.path.exists(bundle.perf_data):
+        return _stream_through_perf(bundle, _StreamTables(functions), names, perf)
+    return None
+
+
+def _stream_events_file(file, tables, names, warn):
+    damage = None
+    try:
+        with gzip.open(file, "rb") as f:
+            yield from tables.events(f, names)
+    except (EOFError, OSError, ValueError, zlib.error) as ex:
+        damage = str(ex) or type(ex).__name__
+    _check_events_file(file, tables, damage, warn)
+
+
+def _stream_through_perf(bundle, tables, names, perf):
+    proc, stderr = _perf_script(bundle, bundle.perf_data, perf)
+    try:
+        yield from tables.events(proc.stdout, names)
+        proc.wait()
+        err = stderr.join()
+        if proc.returncode != 0 and not tables.count:
+            raise ReadError(_perf_failure(bundle.perf_data, err, proc.returncode))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 _STAT = re.compile(r"^\s*(\w+) events:\s+(\d+)")

@@ -13,6 +13,7 @@ import re
 from .. import _bundle
 from .._errors import EtwtraceError, ReportError
 from .._read import read
+from .._read.capture import stream_capture
 from .profile import Mark, Profile, Sample
 from .samples import CPU_CLOCKS, SampleBuilder, add_offcpu
 from .stacktags import StackTags
@@ -266,7 +267,11 @@ def _stream_events(builder, capture, window, status):
     open_ranges = {}  # (pid, tid, text) -> [start times]
     periods = [0, 0]  # sum, count of cpu-clock periods
     for source in [capture]:
-        events = read(source, names=_STREAMED)
+        # A capture without trace files streams its perf events (nothing kept per event);
+        # one with them needs read()'s merge of every event.
+        events = stream_capture(source, _bundle.load_manifest(source), _STREAMED)
+        if events is None:
+            events = read(source, names=_STREAMED)
         for e in events:
             ts = e.timestamp
             tid = e.thread_id

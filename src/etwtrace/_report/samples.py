@@ -87,12 +87,15 @@ class SampleBuilder:
         return self.tags.tag(os.path.basename(key.file), key.name)
 
     def perf_frame(self, frame):
-        """(frame number, symbol, in the eval loop) of one perf stack frame."""
-        function = getattr(frame, "function", None)
-        address = int(frame)
-        symbol = getattr(frame, "symbol", None)
-        module = getattr(frame, "module", None)
-        identity = (address, symbol, module, function)
+        """(frame number, symbol, in the eval loop) of one perf stack frame, a Frame or an
+        (address, symbol, module, function) tuple."""
+        if isinstance(frame, tuple):
+            return self._perf_frame(*frame)
+        return self._perf_frame(int(frame), getattr(frame, "symbol", None), getattr(frame, "module", None),
+                                getattr(frame, "function", None))
+
+    def _perf_frame(self, address, symbol, module, function, identity=None):
+        identity = identity or (address, symbol, module, function)
         known = self._raw_frames.get(identity)
         if known is not None:
             return known
@@ -146,18 +149,24 @@ class SampleBuilder:
     def sample_stack(self, event, count_short=False):
         """The merged, folded stack number of a perf event (None: filtered out).
 
-        The hot path of a report: a capture has few distinct stacks and many samples, and
-        the reader shares one Frame object per frame of a process, so a stack is looked up by
-        the identity of its frames (the cache keeps the frames, so their ids stay theirs).
+        The hot path of a report: a capture has few distinct stacks and many samples. An event
+        of the report's stream (perf_data.PerfEvent) names its stack by `stack_key` and its
+        frames are built once per distinct stack; read()'s events share one Frame object per
+        frame of a process, so their stack is looked up by the identity of its frames (the
+        cache keeps the frames, so their ids stay theirs).
         """
-        stack = event.stack
-        key = (event.pid, tuple(map(id, stack)))
-        known = self._samples.get(key)
-        if known is None:
-            native = self._native_frames(stack)
-            known = [native, bool(native) and native[-1][1] not in THREAD_ROOTS, _UNKNOWN, stack]
-            if len(self._samples) < SAMPLE_CACHE_LIMIT:
-                self._samples[key] = known
+        stack_key = getattr(event, "stack_key", _UNKNOWN)
+        if stack_key is not _UNKNOWN:
+            key = stack_key
+            known = self._samples.get(key)
+            if known is None:
+                known = self._remember(key, event.frame_tuples() if key is not None else [], None)
+        else:
+            stack = event.stack
+            key = (event.pid, tuple(map(id, stack)))
+            known = self._samples.get(key)
+            if known is None:
+                known = self._remember(key, stack, stack)
         if count_short and known[1]:
             self.p.health.short_stacks += 1
         python_stack = getattr(event, "python_stack", None)
@@ -170,17 +179,29 @@ class SampleBuilder:
         leaf_first.reverse()
         return self.stack_number(leaf_first)
 
+    def _remember(self, key, frames, keep):
+        native = self._native_frames(frames)
+        known = [native, bool(native) and native[-1][1] not in THREAD_ROOTS, _UNKNOWN, keep]
+        if len(self._samples) < SAMPLE_CACHE_LIMIT:
+            self._samples[key] = known
+        return known
+
     def _native_frames(self, stack):
-        """[(frame number, symbol, is eval loop)] of a perf stack, leaf first."""
+        """[(frame number, symbol, is eval loop)] of a perf stack, leaf first: a list of
+        (address, symbol, module, function) tuples, or of Frames."""
+        if stack and not isinstance(stack[0], tuple):
+            stack = [(int(f), getattr(f, "symbol", None), getattr(f, "module", None), getattr(f, "function", None))
+                     for f in stack]
+        raw = self._raw_frames
         native = []
         previous = None
         outermost = len(stack)
         # Where the unwinder lost its way it adds a frame of no known module: not a frame.
-        while outermost and getattr(stack[outermost - 1], "module", None) in ("[unknown]", None) \
-                and not getattr(stack[outermost - 1], "symbol", None):
+        while outermost and stack[outermost - 1][2] in ("[unknown]", None) and not stack[outermost - 1][1]:
             outermost -= 1
         for i in range(outermost):
-            resolved = self.perf_frame(stack[i])
+            frame = stack[i]
+            resolved = raw.get(frame) or self._perf_frame(*frame, identity=frame)
             if resolved[0] == previous and resolved[1] is None:
                 continue  # consecutive frames without symbols in one module read as one
             previous = resolved[0]
