@@ -1,5 +1,6 @@
 """Load for the lossless test: THREADS threads each call their own empty function CALLS times,
-at once (a barrier starts them together), then print their native thread ids and call counts.
+at once (a barrier starts them together), then print their native thread ids and call counts, and the process's peak resident size
+(VmHWM: this process image's own, not inherited from whatever forked it).
 
 Usage: lossless_load.py CALLS [THREADS]
 """
@@ -49,3 +50,5 @@ for t in threads:
 for index in sorted(made):
     tid, n = made[index]
     print(index, FUNCTIONS[index % len(FUNCTIONS)].__name__, tid, n)
+with open("/proc/self/status") as f:
+    print("peak_kb", next(line.split()[1] for line in f if line.startswith("VmHWM:")))

@@ -404,8 +404,11 @@ void TraceWriter::pause() {
         tid = writer_tid_;
     }
     std::string task = "/proc/self/task/" + std::to_string(tid);
-    for (int i = 0; tid > 0 && i < 2000 && ::access(task.c_str(), F_OK) == 0; ++i) {
-        ::usleep(10);  // microseconds; bounded at ~20 ms + syscalls
+    // Bounded by time, not by a count of sleeps: on a loaded machine the exiting thread may not
+    // run again for tens of ms (the stress suite saw 3.13's warning after a 2000 x 10 us wait).
+    uint64_t give_up = monotonic_ns() + 1000000000u;  // 1 s; normally gone within microseconds
+    while (tid > 0 && ::access(task.c_str(), F_OK) == 0 && monotonic_ns() < give_up) {
+        ::usleep(10);
     }
 }
 
