@@ -101,6 +101,8 @@ class _Parser:
             for fid in self.stacks.get(stack_id, ()):
                 frame = objects.get((pid, fid))
                 if frame is None:
+                    if fid not in self.frames:
+                        raise ValueError(f"stack {stack_id} names frame {fid}, which no earlier line defines")
                     address, symbol, module = self.frames[fid]
                     frame = objects[(pid, fid)] = Frame(address, symbol, module)
                 built.append(frame)
@@ -108,37 +110,74 @@ class _Parser:
         return list(built)
 
     def feed(self, lines):
+        """Parse the lines; a malformed one raises ValueError naming its line (the events of the
+        lines before it are kept in .events)."""
         loads = json.loads
         events = self.events
-        for raw in lines:
+        for number, raw in enumerate(lines, 1):
             if not raw.startswith(b"{"):
                 continue
             try:
                 record = loads(raw)
             except ValueError:
                 continue
-            name = record.get("e")
-            if name is not None:
-                pid = record["p"]
-                stack_id = record.get("k", -1)
-                stack = self.stack(pid, stack_id) if stack_id >= 0 else []
-                event = _event_from_perf(name, pid, record["t"], record["ts"], record["c"],
-                                         record["f"], stack)
-                if event is not None:
-                    events.append(event)
-            elif "y" in record:
-                fid, address, symbol, module = record["y"]
-                self.frames[fid] = (address, symbol, self.modules.get(module))
-            elif "k" in record:
-                sid, ids = record["k"]
-                self.stacks[sid] = ids
-            elif "m" in record:
-                index, module = record["m"]
-                self.modules[index] = module
-            elif "format" in record:
-                self.header = record
-            elif "end" in record:
-                self.end = record["end"]
+            try:
+                self._record(record, events)
+            except (KeyError, TypeError, ValueError) as ex:
+                raise ValueError(f"line {number} is not a valid record ({_describe(ex)})") from None
+
+    def _record(self, record, events):
+        name = record.get("e")
+        if name is not None:
+            pid, tid, ts, cpu = (_integer(record, key) for key in ("p", "t", "ts", "c"))
+            stack_id = _integer(record, "k") if "k" in record else -1
+            fields = record["f"]
+            if not isinstance(name, str) or not isinstance(fields, dict):
+                raise TypeError("an event needs a name and a field object")
+            stack = self.stack(pid, stack_id) if stack_id >= 0 else []
+            event = _event_from_perf(name, pid, tid, ts, cpu, fields, stack)
+            if event is not None:
+                events.append(event)
+        elif "y" in record:
+            fid, address, symbol, module = record["y"]
+            if not (_is_int(fid) and _is_int(address) and (symbol is None or isinstance(symbol, str))):
+                raise TypeError("a frame is [id, address, symbol or null, module id]")
+            self.frames[fid] = (address, symbol, self.modules.get(module) if _hashable(module) else None)
+        elif "k" in record:
+            sid, ids = record["k"]
+            if not _is_int(sid) or not isinstance(ids, list) or not all(_is_int(i) for i in ids):
+                raise TypeError("a stack is [id, [frame id, ...]]")
+            self.stacks[sid] = ids
+        elif "m" in record:
+            index, module = record["m"]
+            if not _is_int(index) or not isinstance(module, str):
+                raise TypeError("a module is [id, path]")
+            self.modules[index] = module
+        elif "format" in record:
+            self.header = record
+        elif "end" in record:
+            self.end = record["end"]
+
+
+def _is_int(value):
+    return type(value) is int
+
+
+def _hashable(value):
+    return isinstance(value, (int, str))
+
+
+def _integer(record, key):
+    value = record[key]
+    if not _is_int(value):
+        raise TypeError(f'"{key}" is {type(value).__name__}, not an integer')
+    return value
+
+
+def _describe(ex):
+    if isinstance(ex, KeyError):
+        return f"no {ex}"
+    return str(ex) or type(ex).__name__
 
 
 def _script_command(perf, bundle, data, buildid_dir=None):
@@ -239,7 +278,13 @@ def _read_through_perf(bundle, data, perf=None):
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=bundle.path)
     stderr = _Stderr(proc.stderr)
     parser = _Parser()
-    parser.feed(proc.stdout)
+    try:
+        parser.feed(proc.stdout)
+    except ValueError as ex:
+        proc.kill()
+        proc.wait()
+        stderr.join()
+        raise ReadError(f"perf script's output for {data} is malformed ({ex})") from None
     proc.wait()
     err = stderr.join()
     if proc.returncode != 0 and not parser.events:
