@@ -7,7 +7,10 @@ Steps, each failing the run if it fails:
   4. For each CPython 3.9-3.13: a fresh venv, `pip install .` (warnings as errors), pytest.
      The default interpreter (3.11) must be present; the others are tested where installed,
      and CI requires all of them.
-  5. The native module built with ASan/UBSan and the non-perf pytest suites run under it.
+  5. The native module built with ASan/UBSan and the non-perf pytest suites run under it
+     (tests/stress among them: traced programs under the sanitizers).
+  6. The capture reader's atheris target, briefly (tests/fuzz/run_capture.sh), on 3.11.
+  7. valgrind memcheck of one representative instrumented run (tests/valgrind/run.sh).
 Ends with one line: "total: N passed, N failed, N skipped".
 """
 
@@ -94,6 +97,21 @@ def fuzz(totals):
         return
     env = dict(os.environ, FUZZ_WORK_DIR=str(WORK / "fuzz"), FUZZ_ARTIFACTS=str(WORK / "fuzz-crashes"))
     totals.step(run(["bash", script, "45"], env=env) == 0, "reader fuzzing")
+
+
+def capture_fuzz(totals, vpy):
+    """The capture reader's fuzz target, for a short while, in the default version's venv."""
+    script = ROOT / "tests" / "fuzz" / "run_capture.sh"
+    if run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "atheris"]):
+        totals.step(False, "capture reader fuzzing: pip install atheris")
+        return
+    env = dict(os.environ, PYTHON=str(vpy), FUZZ_ARTIFACTS=str(WORK / "fuzz-crashes"))
+    totals.step(run(["sh", script, "20"], env=env) == 0, "capture reader fuzzing")
+
+
+def valgrind_memcheck(totals, vpy):
+    script = ROOT / "tests" / "valgrind" / "run.sh"
+    totals.step(run(["sh", script], env=dict(os.environ, PYTHON=str(vpy))) == 0, "valgrind memcheck")
 
 
 def venv_for(version, python, sanitize=False):
@@ -187,6 +205,11 @@ def main():
         python = find_python(DEFAULT_VERSION)
         if python:
             pytest_on(totals, DEFAULT_VERSION, python, opts.pytest_args, sanitize=True)
+
+    default_venv = WORK / f"venv-{DEFAULT_VERSION}" / "bin" / "python"
+    if not opts.no_cpp and DEFAULT_VERSION in versions and default_venv.exists():
+        capture_fuzz(totals, default_venv)
+        valgrind_memcheck(totals, default_venv)
 
     for failure in totals.failures:
         print("FAILED:", failure)

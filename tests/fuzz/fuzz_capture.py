@@ -31,7 +31,10 @@ with atheris.instrument_imports(include=["etwtrace"]):
     import etwtrace._read.perf_data
     from etwtrace._errors import ReadError
 
-SCRATCH = tempfile.mkdtemp(prefix="etwtrace-fuzz-capture-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+# The capture directory each input is laid out in (run_capture.sh names one inside its own
+# scratch directory, which it removes).
+SCRATCH = os.environ.get("FUZZ_SCRATCH") or tempfile.mkdtemp(prefix="etwtrace-fuzz-capture-")
+os.makedirs(SCRATCH, exist_ok=True)
 SEPARATOR = b"\n--8<--\n"  # between the input's three parts
 
 
