@@ -5,7 +5,7 @@ import gc
 
 from _scale import scale
 
-ROUNDS = scale(3000, 1000000)
+ROUNDS = scale(3000, 200000)
 
 
 def rss_mb():
