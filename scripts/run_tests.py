@@ -7,7 +7,11 @@ Steps, each failing the run if it fails:
   4. For each CPython 3.9-3.13: a fresh venv, `pip install .` (warnings as errors), pytest.
      The default interpreter (3.11) must be present; the others are tested where installed,
      and CI requires all of them.
-  5. The native module built with ASan/UBSan and the non-perf pytest suites run under it.
+  5. The native module built with ASan/UBSan and the non-perf pytest suites run under it
+     (tests/stress among them: traced programs under the sanitizers).
+  6. The capture reader's atheris target, briefly (tests/fuzz/run_capture.sh), on 3.11.
+  7. valgrind memcheck of one representative traced run, both modes, on 3.13
+     (tests/valgrind/run.sh; 3.11 and older report CPython's own uninitialised int digit).
 Ends with one line: "total: N passed, N failed, N skipped".
 """
 
@@ -24,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 DEFAULT_VERSION = "3.11"
+VALGRIND_VERSION = "3.13"
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
 WORK = ROOT / "build" / "test-run"
 
@@ -96,6 +101,21 @@ def fuzz(totals):
     totals.step(run(["bash", script, "45"], env=env) == 0, "reader fuzzing")
 
 
+def capture_fuzz(totals, vpy):
+    """The capture reader's fuzz target, for a short while, in the default version's venv."""
+    script = ROOT / "tests" / "fuzz" / "run_capture.sh"
+    if run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "atheris"]):
+        totals.step(False, "capture reader fuzzing: pip install atheris")
+        return
+    env = dict(os.environ, PYTHON=str(vpy), FUZZ_ARTIFACTS=str(WORK / "fuzz-crashes"))
+    totals.step(run(["sh", script, "20"], env=env) == 0, "capture reader fuzzing")
+
+
+def valgrind_memcheck(totals, vpy):
+    script = ROOT / "tests" / "valgrind" / "run.sh"
+    totals.step(run(["sh", script], env=dict(os.environ, PYTHON=str(vpy))) == 0, "valgrind memcheck")
+
+
 def venv_for(version, python, sanitize=False):
     env_dir = WORK / f"venv-{version}{'-asan' if sanitize else ''}"
     if not (env_dir / "bin" / "python").exists():
@@ -103,9 +123,10 @@ def venv_for(version, python, sanitize=False):
             return None
     vpy = env_dir / "bin" / "python"
     # pytest; the report's real consumers (speedscope's schema, a browser over the DevTools
-    # protocol); protobuf, which the package needs for pprof (installed here with --no-deps).
+    # protocol); protobuf, which the package needs for pprof (installed here with --no-deps);
+    # coverage.py, a tracer that tests/stress runs alongside ours.
     if run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip", "pytest",
-            "jsonschema", "websocket-client", "protobuf"]):
+            "jsonschema", "websocket-client", "protobuf", "coverage"]):
         return None
     env = dict(os.environ, ETWTRACE_WERROR="1")
     build_dir = WORK / f"wheel-build-{version}{'-asan' if sanitize else ''}"
@@ -187,6 +208,13 @@ def main():
         python = find_python(DEFAULT_VERSION)
         if python:
             pytest_on(totals, DEFAULT_VERSION, python, opts.pytest_args, sanitize=True)
+
+    default_venv = WORK / f"venv-{DEFAULT_VERSION}" / "bin" / "python"
+    if not opts.no_cpp and DEFAULT_VERSION in versions and default_venv.exists():
+        capture_fuzz(totals, default_venv)
+    valgrind_venv = WORK / f"venv-{VALGRIND_VERSION}" / "bin" / "python"
+    if not opts.no_asan and VALGRIND_VERSION in versions and valgrind_venv.exists():
+        valgrind_memcheck(totals, valgrind_venv)
 
     for failure in totals.failures:
         print("FAILED:", failure)

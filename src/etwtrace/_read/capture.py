@@ -22,10 +22,12 @@ events file cut short.
 
 import bisect
 import heapq
+import json
 import os
 import warnings
 
 from .. import _bundle
+from .._errors import ReadError
 from .._schema import CSWITCH, PYTHON_EVENTS, SAMPLED_PROFILE
 from .jitdump import read_jitdump
 from .perf_data import read_perf_data, stream_perf_events
@@ -113,17 +115,25 @@ def _warn(message):
     warnings.warn(message, RuntimeWarning, stacklevel=5)
 
 
+def _count(path, perf, key):
+    value = perf.get(key) or 0
+    if type(value) is not int or value < 0:
+        raise ReadError(f"{path} is a damaged etwtrace capture ({_bundle.MANIFEST}: perf.{key} is "
+                        f"{json.dumps(value)[:40]}, not a count)")
+    return value
+
+
 def _lost_message(path, perf):
     """What perf lost while recording, in words, or None."""
-    chunks = int(perf.get("lost_chunks") or 0)
-    samples = int(perf.get("lost_samples") or 0)
+    chunks = _count(path, perf, "lost_chunks")
+    samples = _count(path, perf, "lost_samples")
     if not chunks and not samples:
         return None
     parts = []
     if chunks:
         parts.append(f"{chunks:,} chunks of events (its buffer was full)")
     if samples:
-        total = samples + int(perf.get("samples") or 0)
+        total = samples + _count(path, perf, "samples")
         parts.append(f"{samples:,} samples" + (f" of {total:,} ({100 * samples / total:.1f}%)" if total else ""))
     return (f"{path}: perf lost {' and '.join(parts)} while recording: the events read are incomplete "
             "(record with a bigger buffer, e.g. mmap_pages in the profile, or a lower frequency)")
@@ -132,6 +142,8 @@ def _lost_message(path, perf):
 def _capture_warnings(bundle, manifest, warn):
     """Say what the capture lacks: an unfinished capture, perf's losses."""
     perf = manifest.get("perf") or {}
+    if not isinstance(perf, dict):
+        raise ReadError(f"{bundle.path} is a damaged etwtrace capture ({_bundle.MANIFEST}: \"perf\" is not an object)")
     if not manifest.get("complete"):
         what = ("the launcher ended before finishing it; what perf recorded is read from "
                 f"{_bundle.PERF_RAW}" if perf and not os.path.exists(bundle.events)
@@ -146,13 +158,13 @@ def _capture_warnings(bundle, manifest, warn):
         warn(lost)
 
 
-def _jitdump_events(bundle, skip_pids=()):
+def _jitdump_events(bundle, skip_pids=(), warn=_warn):
     jitted = []
     jit_dir = bundle.jit_dir
     if os.path.isdir(jit_dir):
         for name in sorted(os.listdir(jit_dir)):
             if name.startswith("jit-") and name.endswith(".dump"):
-                jitted.extend(e for e in read_jitdump(os.path.join(jit_dir, name)) if e.pid not in skip_pids)
+                jitted.extend(e for e in read_jitdump(os.path.join(jit_dir, name), warn) if e.pid not in skip_pids)
     return jitted
 
 
@@ -168,7 +180,7 @@ def stream_capture(path, manifest, names, warn=_warn):
     if os.path.isdir(bundle.traces_dir) and trace_files(bundle.traces_dir):
         return None
     _capture_warnings(bundle, manifest, warn)
-    jitted = _jitdump_events(bundle)
+    jitted = _jitdump_events(bundle, warn=warn)
     jit_pids = {e.pid for e in jitted}
     index = _GrowingFunctionIndex(jitted)
     wanted = set(names) | {"PythonFunction"} if names is not None else None
@@ -205,7 +217,7 @@ def read_capture(path, manifest, warn_trace, warn=_warn, names=None):
     # Processes with a trace file: their Python events come from it (lossless).
     perf_events = [e for e in perf_events if not (e.name in PYTHON_EVENTS and e.pid in traced_pids)]
 
-    jitted = _jitdump_events(bundle, traced_pids)
+    jitted = _jitdump_events(bundle, traced_pids, warn)
     if jitted:
         jit_pids = {e.pid for e in jitted}
         perf_events = [e for e in perf_events if not (e.name == "PythonFunction" and e.pid in jit_pids)]

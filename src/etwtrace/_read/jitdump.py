@@ -22,8 +22,12 @@ def _split_py_name(name):
     return name, ""
 
 
-def read_jitdump(path):
-    """PythonFunction events from one jitdump file (code-load + debug-info records)."""
+def read_jitdump(path, warn=None):
+    """PythonFunction events from one jitdump file (code-load + debug-info records).
+
+    A record cut short (a crash mid-write) ends the file quietly: everything before it is
+    intact. A record that is whole but malformed ends it too, and `warn(message)` says so.
+    """
     events = []
     with open(path, "rb") as f:
         data = f.read()
@@ -34,31 +38,36 @@ def read_jitdump(path):
     if struct.unpack_from(endian + "I", data, 0)[0] != _JIT_MAGIC:
         return events
     _version, header_size, _mach, _pad, file_pid = struct.unpack_from(endian + "IIIII", data, 4)
-    pos = header_size
+    pos = max(header_size, 40)
     lines = {}
     while pos + 16 <= len(data):
         rec_id, rec_size, timestamp = struct.unpack_from(endian + "IIQ", data, pos)
         if rec_size < 16 or pos + rec_size > len(data):
             break  # a record cut short by a crash: everything before it is intact
-        body = pos + 16
-        if rec_id == _JIT_CODE_DEBUG_INFO:
-            code_addr, nr_entry = struct.unpack_from(endian + "QQ", data, body)
-            if nr_entry:
-                _addr, lineno, _discrim = struct.unpack_from(endian + "Qii", data, body + 16)
-                lines[code_addr] = lineno
-        elif rec_id == _JIT_CODE_LOAD:
-            pid, tid, _vma, code_addr, code_size, code_index = struct.unpack_from(endian + "IIQQQQ", data, body)
-            name_start = body + 40
-            name_end = data.index(b"\0", name_start, pos + rec_size)
-            qualname, filename = _split_py_name(data[name_start:name_end].decode("utf-8", "replace"))
-            events.append(Event("PythonFunction", pid or file_pid, tid, timestamp, {
-                "FunctionID": code_index,
-                "BeginAddress": code_addr,
-                "EndAddress": code_addr + code_size,
-                "LineNumber": lines.pop(code_addr, 0),
-                "SourceFile": filename,
-                "Name": qualname,
-                "IsPythonCode": True,
-            }, source="jitdump"))
+        record = data[pos:pos + rec_size]
+        try:
+            if rec_id == _JIT_CODE_DEBUG_INFO:
+                code_addr, nr_entry = struct.unpack_from(endian + "QQ", record, 16)
+                if nr_entry:
+                    _addr, lineno, _discrim = struct.unpack_from(endian + "Qii", record, 32)
+                    lines[code_addr] = lineno
+            elif rec_id == _JIT_CODE_LOAD:
+                pid, tid, _vma, code_addr, code_size, code_index = struct.unpack_from(endian + "IIQQQQ", record, 16)
+                name_end = record.index(b"\0", 56)
+                qualname, filename = _split_py_name(record[56:name_end].decode("utf-8", "replace"))
+                events.append(Event("PythonFunction", pid or file_pid, tid, timestamp, {
+                    "FunctionID": code_index,
+                    "BeginAddress": code_addr,
+                    "EndAddress": code_addr + code_size,
+                    "LineNumber": lines.pop(code_addr, 0),
+                    "SourceFile": filename,
+                    "Name": qualname,
+                    "IsPythonCode": True,
+                }, source="jitdump"))
+        except (struct.error, ValueError):
+            if warn is not None:
+                warn(f"{path} is damaged at byte {pos} (a malformed record): the functions after it "
+                     "have no names")
+            break
         pos += rec_size
     return events

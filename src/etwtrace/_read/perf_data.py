@@ -94,48 +94,100 @@ class _Decoder:
         self.count = 0  # events decoded
 
     def rows(self, lines):
+        """(name, pid, tid, ts, cpu, fields, stack id) of each event line; the other lines fill
+        the tables. A malformed line raises ValueError naming it (rows before it were given)."""
         loads = json.loads
         layouts = self.layouts
-        for raw in lines:
+        for number, raw in enumerate(lines, 1):
             if not raw.startswith(b"{"):
                 continue
             try:
                 record = loads(raw)
             except ValueError:
                 continue
-            batch = record.get("b")
-            if batch is not None:
-                for row in batch:
-                    try:
-                        name, keys = layouts[row[0]]
-                        event = (name, row[1], row[2], row[3], row[4], dict(zip(keys, row[6:])), row[5])
-                    except (KeyError, IndexError, TypeError):
-                        continue  # a row of no known layout: not ours
+            try:
+                batch = record.get("b")
+                if batch is not None:
+                    for row in batch:
+                        try:
+                            name, keys = layouts[row[0]]
+                            event = (name, row[1], row[2], row[3], row[4], dict(zip(keys, row[6:])), row[5])
+                        except (KeyError, IndexError, TypeError):
+                            continue  # a row of no known layout: not ours
+                        if not all(_is_int(v) for v in event[1:5]) or not _is_int(event[6]):
+                            raise TypeError("an event row's pid, tid, time, cpu and stack are integers")
+                        self.count += 1
+                        yield event
+                    continue
+                name = record.get("e")
+                if name is not None:  # version 1
+                    pid, tid, ts, cpu = (_integer(record, key) for key in ("p", "t", "ts", "c"))
+                    stack_id = _integer(record, "k") if "k" in record else -1
+                    fields = record["f"]
+                    if not isinstance(name, str) or not isinstance(fields, dict):
+                        raise TypeError("an event needs a name and a field object")
                     self.count += 1
-                    yield event
-                continue
-            name = record.get("e")
-            if name is not None:  # version 1
-                self.count += 1
-                yield name, record["p"], record["t"], record["ts"], record["c"], record["f"], record.get("k", -1)
-            elif "y" in record:
-                fid, address, symbol, module = record["y"]
-                self.frames[fid] = (address, symbol, self.modules.get(module))
-            elif "k" in record:
-                sid, ids = record["k"]
-                self.stacks[sid] = ids
-            elif "n" in record:
-                index, name, keys = record["n"]
-                layouts[index] = (name, tuple(keys))
-            elif "m" in record:
-                index, module = record["m"]
-                self.modules[index] = module
-            elif "format" in record:
-                self.header = record
-            elif "end" in record:
-                self.end = record["end"]
-            elif "z" in record:
-                self.summary = record["z"]
+                    yield name, pid, tid, ts, cpu, fields, stack_id
+                else:
+                    self._table_record(record)
+            except (KeyError, TypeError, ValueError) as ex:
+                raise ValueError(f"line {number} is not a valid record ({_describe(ex)})") from None
+
+    def _table_record(self, record):
+        if "y" in record:
+            fid, address, symbol, module = record["y"]
+            if not (_is_int(fid) and _is_int(address) and (symbol is None or isinstance(symbol, str))):
+                raise TypeError("a frame is [id, address, symbol or null, module id]")
+            self.frames[fid] = (address, symbol, self.modules.get(module) if _hashable(module) else None)
+        elif "k" in record:
+            sid, ids = record["k"]
+            if not _is_int(sid) or not isinstance(ids, list) or not all(_is_int(i) for i in ids):
+                raise TypeError("a stack is [id, [frame id, ...]]")
+            self.stacks[sid] = ids
+        elif "n" in record:
+            index, name, keys = record["n"]
+            if not _is_int(index) or not isinstance(name, str) or not isinstance(keys, list) \
+                    or not all(isinstance(k, str) for k in keys):
+                raise TypeError("a layout is [id, event name, [field name, ...]]")
+            self.layouts[index] = (name, tuple(keys))
+        elif "m" in record:
+            index, module = record["m"]
+            if not _is_int(index) or not isinstance(module, str):
+                raise TypeError("a module is [id, path]")
+            self.modules[index] = module
+        elif "format" in record:
+            self.header = record
+        elif "end" in record:
+            self.end = record["end"]
+        elif "z" in record:
+            self.summary = record["z"]
+
+    def frame(self, stack_id, fid):
+        frame = self.frames.get(fid)
+        if frame is None:
+            raise ValueError(f"stack {stack_id} names frame {fid}, which no earlier line defines")
+        return frame
+
+
+def _is_int(value):
+    return type(value) is int
+
+
+def _hashable(value):
+    return isinstance(value, (int, str))
+
+
+def _integer(record, key):
+    value = record[key]
+    if not _is_int(value):
+        raise TypeError(f'"{key}" is {type(value).__name__}, not an integer')
+    return value
+
+
+def _describe(ex):
+    if isinstance(ex, KeyError):
+        return f"no {ex}"
+    return str(ex) or type(ex).__name__
 
 
 class _Parser(_Decoder):
@@ -159,7 +211,7 @@ class _Parser(_Decoder):
             for fid in self.stacks.get(stack_id, ()):
                 frame = objects.get((pid, fid))
                 if frame is None:
-                    address, symbol, module = self.frames[fid]
+                    address, symbol, module = self.frame(stack_id, fid)
                     frame = objects[(pid, fid)] = Frame(address, symbol, module)
                 built.append(frame)
             self._built[(pid, stack_id)] = built
@@ -202,7 +254,7 @@ class _StreamTables(_Decoder):
         for fid in self.stacks.get(stack_id, ()):
             frame = named.get((pid, generation, fid))
             if frame is None:
-                address, symbol, module = self.frames[fid]
+                address, symbol, module = self.frame(stack_id, fid)
                 frame = named[(pid, generation, fid)] = (address, symbol, module,
                                                          self.functions.lookup(pid, address))
             out.append(frame)
@@ -353,7 +405,13 @@ def _perf_script(bundle, data, perf=None):
 def _read_through_perf(bundle, data, perf=None):
     proc, stderr = _perf_script(bundle, data, perf)
     parser = _Parser()
-    parser.feed(proc.stdout)
+    try:
+        parser.feed(proc.stdout)
+    except ValueError as ex:
+        proc.kill()
+        proc.wait()
+        stderr.join()
+        raise ReadError(f"perf script's output for {data} is malformed ({ex})") from None
     proc.wait()
     err = stderr.join()
     if proc.returncode != 0 and not parser.events:

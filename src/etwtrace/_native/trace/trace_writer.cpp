@@ -118,7 +118,7 @@ bool TraceWriter::start(int fd, std::string path, const Options& options, std::s
     std::vector<uint8_t> bytes(format::kFixedHeaderSize + options.python_version.size());
     size_t size = format::encode_header(header, bytes.data());
     iovec iov{bytes.data(), size};
-    if (!write_all(&iov, 1)) {
+    if (!write_record(&iov, 1, /*from_reserve=*/false)) {
         error = path_ + ": " + std::strerror(errno);
         ::close(fd_);
         fd_ = -1;
@@ -216,6 +216,53 @@ bool TraceWriter::write_all(const iovec* iov_in, int count) {
     return true;
 }
 
+namespace {
+constexpr uint64_t kTailReserve = 256;          // a LOSS and an END record, with room to spare
+constexpr uint64_t kAllocateAhead = 1u << 20;  // one fallocate per MiB of trace
+}  // namespace
+
+bool TraceWriter::claim(size_t bytes) {
+    if (!preallocate_) {
+        return true;
+    }
+    uint64_t needed = offset_ + bytes + kTailReserve;
+    if (needed <= allocated_end_) {
+        return true;
+    }
+    // Ahead by a MiB while the disk has room, else exactly what this record needs.
+    for (uint64_t end : {needed + kAllocateAhead, needed}) {
+        if (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(allocated_end_),
+                        static_cast<off_t>(end - allocated_end_)) == 0) {
+            allocated_end_ = end;
+            return true;
+        }
+        if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL || errno == ENODEV) {
+            preallocate_ = false;  // this file system cannot say in advance: write and see
+            return true;
+        }
+    }
+    return false;
+}
+
+bool TraceWriter::write_record(const iovec* iov, int count, bool from_reserve) {
+    size_t bytes = 0;
+    for (int i = 0; i < count; ++i) {
+        bytes += iov[i].iov_len;
+    }
+    if (!from_reserve && !claim(bytes)) {
+        return false;
+    }
+    if (!write_all(iov, count)) {
+        // Never leave half a record: the reader would take the file for one cut short.
+        if (::ftruncate(fd_, static_cast<off_t>(offset_)) == 0) {
+            (void)::lseek(fd_, static_cast<off_t>(offset_), SEEK_SET);
+        }
+        return false;
+    }
+    offset_ += bytes;
+    return true;
+}
+
 void TraceWriter::write_chunk(Chunk* chunk) {
     uint8_t head[1 + 4 * format::kMaxVarint64];
     uint8_t fields[3 * format::kMaxVarint64];
@@ -228,7 +275,7 @@ void TraceWriter::write_chunk(Chunk* chunk) {
     *h++ = static_cast<uint8_t>(format::RecordType::Chunk);
     h = format::put_varint(h, field_size + chunk->used);
     iovec iov[3] = {{head, static_cast<size_t>(h - head)}, {fields, field_size}, {chunk->data, chunk->used}};
-    if (!write_all(iov, 3)) {
+    if (!write_record(iov, 3, /*from_reserve=*/false)) {
         std::lock_guard<std::mutex> lock(mu_);
         lost_events_ += chunk->events;
     } else {
@@ -236,7 +283,8 @@ void TraceWriter::write_chunk(Chunk* chunk) {
     }
 }
 
-void TraceWriter::write_small_record(format::RecordType type, const uint64_t* values, size_t count) {
+bool TraceWriter::write_small_record(format::RecordType type, const uint64_t* values, size_t count,
+                                     bool from_reserve) {
     uint8_t payload[8 * format::kMaxVarint64];
     uint8_t* p = payload;
     for (size_t i = 0; i < count && i < 8; ++i) {
@@ -247,7 +295,7 @@ void TraceWriter::write_small_record(format::RecordType type, const uint64_t* va
     *h++ = static_cast<uint8_t>(type);
     h = format::put_varint(h, static_cast<uint64_t>(p - payload));
     iovec iov[2] = {{head, static_cast<size_t>(h - head)}, {payload, static_cast<size_t>(p - payload)}};
-    (void)write_all(iov, 2);
+    return write_record(iov, 2, from_reserve);
 }
 
 void TraceWriter::run() {
@@ -285,14 +333,16 @@ void TraceWriter::run() {
         if (now - last_sync_ns_ >= 200000000u || stop) {
             // A sync point every 200 ms lets the reader follow the tick rate precisely.
             uint64_t values[2] = {ticks(), monotonic_ns()};
-            write_small_record(format::RecordType::ClockSync, values, 2);
+            (void)write_small_record(format::RecordType::ClockSync, values, 2, /*from_reserve=*/false);
             last_sync_ns_ = now;
         }
         uint64_t loss = lost_events();
         if (loss != reported_loss_) {
             uint64_t values[2] = {0, loss - reported_loss_};
-            write_small_record(format::RecordType::Loss, values, 2);
-            reported_loss_ = loss;
+            // On a full disk this waits for the END record, which carries the whole count.
+            if (write_small_record(format::RecordType::Loss, values, 2, /*from_reserve=*/false)) {
+                reported_loss_ = loss;
+            }
         }
         if (stop || pause) {
             std::lock_guard<std::mutex> lock(mu_);
@@ -327,7 +377,10 @@ void TraceWriter::finish() {
     }
     if (fd_ >= 0) {
         uint64_t values[3] = {chunks_written_, lost_events(), monotonic_ns()};
-        write_small_record(format::RecordType::End, values, 3);
+        (void)write_small_record(format::RecordType::End, values, 3, /*from_reserve=*/true);
+        if (allocated_end_ > offset_) {
+            (void)::ftruncate(fd_, static_cast<off_t>(offset_));  // give back the space allocated ahead
+        }
         ::close(fd_);
         fd_ = -1;
     }
@@ -351,8 +404,11 @@ void TraceWriter::pause() {
         tid = writer_tid_;
     }
     std::string task = "/proc/self/task/" + std::to_string(tid);
-    for (int i = 0; tid > 0 && i < 2000 && ::access(task.c_str(), F_OK) == 0; ++i) {
-        ::usleep(10);  // microseconds; bounded at ~20 ms + syscalls
+    // Bounded by time, not by a count of sleeps: on a loaded machine the exiting thread may not
+    // run again for tens of ms (the stress suite saw 3.13's warning after a 2000 x 10 us wait).
+    uint64_t give_up = monotonic_ns() + 1000000000u;  // 1 s; normally gone within microseconds
+    while (tid > 0 && ::access(task.c_str(), F_OK) == 0 && monotonic_ns() < give_up) {
+        ::usleep(10);
     }
 }
 

@@ -90,14 +90,24 @@ private:
     bool start(int fd, std::string path, const Options& options, std::string& error);
     void run();
     bool write_all(const ::iovec* iov, int count);
+    // Makes sure the next `bytes` fit with kTailReserve still free after them (see claim()).
+    bool claim(size_t bytes);
+    bool write_record(const ::iovec* iov, int count, bool from_reserve);
     void write_chunk(Chunk* chunk);
-    void write_small_record(format::RecordType type, const uint64_t* values, size_t count);
+    bool write_small_record(format::RecordType type, const uint64_t* values, size_t count, bool from_reserve);
 
     int fd_ = -1;
     std::string path_;
     uint64_t ticks_per_second_ = 1000000000;
     uint64_t chunks_written_ = 0;
     uint64_t last_sync_ns_ = 0;
+    // A full disk: the file's space is allocated ahead of the records (fallocate), always with
+    // room for the LOSS and END records beyond the last one written; a record that cannot get
+    // its space is not written and its events are counted as lost, so the file ends with an
+    // END record that says how many events it lacks, never cut mid-record.
+    uint64_t offset_ = 0;         // bytes of whole records in the file
+    uint64_t allocated_end_ = 0;  // the file's space is allocated up to here
+    bool preallocate_ = true;     // false where the file system has no fallocate
 
     mutable std::mutex mu_;
     std::condition_variable work_cv_;
@@ -108,8 +118,8 @@ private:
     bool stopping_ = false;
     bool pausing_ = false;
     bool resume_pending_ = false;  // paused, and the next submit() starts the thread again
-    uint64_t reported_loss_ = 0;
-    long writer_tid_ = 0;  // the writer thread's kernel tid (pause() waits for it to be gone)  // the writer thread's: losses already in a Loss record
+    uint64_t reported_loss_ = 0;  // losses already in a Loss record
+    long writer_tid_ = 0;         // the writer thread's kernel tid (pause() waits for it to be gone)
     uint64_t lost_events_ = 0;
     std::thread thread_;
 };

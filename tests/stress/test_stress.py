@@ -1,0 +1,144 @@
+"""The stress suite: every program in tests/stress/programs/ runs untraced, under
+`python -m etwtrace --stack --quiet --` and under `--instrument`, each in its own subprocess;
+the traced runs' stdout, stderr and exit status must be the untraced run's, byte for byte, and
+every instrumented trace file must be whole (complete, nothing lost), except where a program's
+own profiler displaces ours on 3.9 - 3.11 (then the trace must say it lost events).
+
+CI size by default (seconds per program); ETWTRACE_STRESS=long runs the same programs at soak
+size (docs/reliability.md). Known defects still being fixed are strict xfails naming the defect:
+the day the fix lands they fail, and the mark is removed.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etwtrace._read import TraceFile
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+LONG = os.environ.get("ETWTRACE_STRESS") == "long"
+TIMEOUT = 3600 if LONG else 180
+MODES = {"stack": ["--stack"], "instrumented": ["--instrument"]}
+V = sys.version_info[:2]
+
+# The defect in the launcher's and the recursion hooks' accounting: a traced program reaches a
+# smaller recursion depth than untraced (the launcher's own frames count against the limit, and
+# on 3.12 stack mode each hooked call also uses up the C recursion budget).
+RECURSION_DEFECT = "known defect: the traced program's recursion depth is smaller than untraced"
+
+# Found by this suite (own_tracers.py, every CPython): under --instrument a program's own
+# sys.setprofile(hook) first receives ("c_return", sys.setprofile) for the very call that
+# installed it. Untraced, that call started with no profiler, so CPython sends no c_return;
+# traced, our profiler (3.9 - 3.11: the C profile function; 3.12+: sys.monitoring's C_RETURN)
+# was active when the call started, and CPython hands its c_return to the new hook.
+SETPROFILE_DEFECT = "known defect: a program's sys.setprofile hook sees the c_return of its own installation"
+
+
+# Found by this suite (fork_children.py, 3.13, instrumented, only on a loaded machine: 2 of 4
+# runs at load average 7-26 on 2 cores, 0 of 3 idle): a forked child's own fork() gets 3.13's
+# "This process ... is multi-threaded" DeprecationWarning. Not a strict xfail: it depends on
+# timing. Likely mechanism (not verified): 3.13.0 counts threads after the after-fork-in-parent
+# hooks, and the writer restarts at the first chunk submitted after resume(); when fork() took
+# more than the 100 ms partial-chunk flush interval, an event in those hooks submits a chunk and
+# the writer thread is back before CPython counts.
+FORK_UNDER_LOAD_DEFECT = ("known defect, timing-dependent: under load a forked child's fork() warns "
+                          "'multi-threaded' on 3.13 (the writer thread restarts too early)")
+
+
+def flaky_defect(program, mode):
+    if program == "fork_children" and mode == "instrumented" and V >= (3, 13):
+        return FORK_UNDER_LOAD_DEFECT
+    return None
+
+
+def known_defect(program, mode):
+    """The reason a (program, mode) is a known, not yet fixed defect on this CPython, or None."""
+    if program in ("recursion_default", "recursion_raised"):
+        return RECURSION_DEFECT
+    if program == "own_tracers" and mode == "instrumented":
+        return SETPROFILE_DEFECT
+    return None
+
+
+def programs():
+    return sorted(p.stem for p in PROGRAMS.glob("*.py") if not p.name.startswith("_"))
+
+
+def applicable(program):
+    if program == "subinterpreters" and V < (3, 12):
+        return "sub-interpreters with their own GIL are 3.12+"
+    if program == "own_tracers":
+        try:
+            import coverage  # noqa: F401  (the program's own coverage.py user)
+        except ImportError:
+            pytest.fail("own_tracers needs coverage.py in the test environment: pip install coverage")
+    return None
+
+
+def start(program, mode, tmp_path):
+    trace_dir = tmp_path / f"traces-{mode}"
+    jit_dir = tmp_path / f"jit-{mode}"
+    trace_dir.mkdir()
+    jit_dir.mkdir()
+    launcher = ["-m", "etwtrace", *MODES[mode], "--quiet", "--"] if mode in MODES else []
+    env = dict(os.environ, ETWTRACE_TRACE_DIR=str(trace_dir), JITDUMPDIR=str(jit_dir), PYTHONHASHSEED="0")
+    env.pop("ETWTRACE_TYPE", None)
+    proc = subprocess.Popen([sys.executable, *launcher, str(PROGRAMS / f"{program}.py")], cwd=PROGRAMS,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return proc, trace_dir
+
+
+def finish(proc):
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return ("timed out", out, err)
+    return (proc.returncode, out, err)
+
+
+def displaces_our_profiler(program):
+    # 3.9 - 3.11 have one profile slot per thread: sys.setprofile / cProfile replace ours.
+    return program == "own_tracers" and V < (3, 12)
+
+
+def check_traces(program, trace_dir):
+    files = sorted(trace_dir.glob("*.etwtrace"))
+    assert files, f"{program}: no trace file written"
+    for path in files:
+        info = TraceFile(path).info
+        assert info["complete"] and not info["error"], (path.name, info)
+        if displaces_our_profiler(program):
+            assert info["lost_events"] >= 1, (path.name, info)
+        else:
+            assert info["lost_events"] == 0 and info["unmatched_pops"] == 0, (path.name, info)
+
+
+def cases():
+    for program in programs():
+        for mode in MODES:
+            defect = known_defect(program, mode)
+            marks = [pytest.mark.xfail(strict=True, reason=defect)] if defect else []
+            if flaky_defect(program, mode):
+                marks.append(pytest.mark.xfail(strict=False, reason=flaky_defect(program, mode)))
+            yield pytest.param(program, mode, id=f"{program}-{mode}", marks=marks)
+
+
+@pytest.mark.parametrize("program,mode", list(cases()))
+def test_traced_run_is_the_untraced_run(program, mode, tmp_path):
+    reason = applicable(program)
+    if reason:
+        pytest.skip(reason)
+    untraced_proc, _ = start(program, "untraced", tmp_path)
+    traced_proc, trace_dir = start(program, mode, tmp_path)
+    untraced, traced = finish(untraced_proc), finish(traced_proc)
+    assert untraced[0] != "timed out", f"{program} untraced timed out"
+    assert traced[0] == untraced[0], f"exit status {traced[0]} traced, {untraced[0]} untraced; stderr:\n{traced[2].decode(errors='replace')}"
+    assert traced[1].decode(errors="replace") == untraced[1].decode(errors="replace"), "stdout differs"
+    assert traced[2].decode(errors="replace") == untraced[2].decode(errors="replace"), "stderr differs"
+    if mode == "instrumented":
+        check_traces(program, trace_dir)
