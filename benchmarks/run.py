@@ -69,8 +69,11 @@ def summarize(runs, base, tool):
         cell["ratio"] = median / base
     if tool.rate:
         # Requested: the rate over the time from the start to the end of the work (a sampler is
-        # not asked to sample the post-processing).
-        fractions = [r["samples"] / (tool.rate * (r["wall"] - r["post"])) for r in runs if "samples" in r]
+        # not asked to sample the post-processing): wall time, or the target's CPU time.
+        def requested(r):
+            return tool.rate * (r["cpu"] if tool.clock == "cpu" else r["wall"] - r["post"])
+
+        fractions = [r["samples"] / requested(r) for r in runs if "samples" in r]
         cell["sample_fraction"] = statistics.median(fractions) if fractions else None
         cell["samples"] = statistics.median(r["samples"] for r in runs) if fractions else None
     return cell

@@ -2,7 +2,8 @@
 
     python benchmarks/workload.py NAME SCALE RESULT_JSON [--fib N] [--load-etwtrace]
 
-RESULT_JSON gets {"elapsed": s, "end": CLOCK_MONOTONIC at the end of the work, "pid", "maxrss_kb"}.
+RESULT_JSON gets {"elapsed": s, "end": CLOCK_MONOTONIC at the end of the work, "pid", "maxrss_kb",
+"cpu": the process's CPU seconds so far, all threads}.
 The work is timed inside the process, so tool start-up and post-processing are not in
 "elapsed"; the runner measures them from the outside. --fib N runs fib(N) exactly (callgrind
 runs); --load-etwtrace imports etwtrace's native module first and never enables it (the cost
@@ -31,8 +32,9 @@ def main(argv):
         started = time.perf_counter()
         module.run(scale)
     elapsed = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     record = {"elapsed": elapsed, "end": time.clock_gettime(time.CLOCK_MONOTONIC), "pid": os.getpid(),
-              "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+              "maxrss_kb": usage.ru_maxrss, "cpu": usage.ru_utime + usage.ru_stime}
     fd = os.open(result, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w") as f:
         json.dump(record, f)

@@ -36,7 +36,7 @@ def report_vs_perf_script(env, scale):
 
     def keep(out, inner):
         capture = os.path.join(out, "capture")
-        figures["samples"] = tools.capture_samples(out)
+        figures["samples"] = tools.capture_samples(out, env)
         figures["traced_seconds"] = inner["elapsed"]
         figures["perf_script_s"] = timed([perf, "--buildid-dir", os.path.join(capture, "buildid"), "script",
                                           "-i", os.path.join(capture, "perf.data")])

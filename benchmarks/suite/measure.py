@@ -77,11 +77,12 @@ def run_once(env, tool, workload, scale, extra=(), keep=None):
             "post": exited - inner["end"],
             "rss_mb": max(usage.ru_maxrss, inner["maxrss_kb"]) / 1024,
             "output_bytes": tree_size(out) + extra_bytes,
+            "cpu": inner.get("cpu"),
         }
         if tool.samples:
             try:
-                figures["samples"] = tool.samples(str(out))
-            except (OSError, ValueError) as e:
+                figures["samples"] = tool.samples(str(out), env)
+            except (OSError, ValueError, subprocess.CalledProcessError) as e:
                 figures["samples_error"] = str(e)
         if keep:
             keep(out, inner)

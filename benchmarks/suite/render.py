@@ -118,8 +118,9 @@ def markdown(results):
            "workloads. Instructions per call are callgrind counts of fib(20) minus fib(16) over the calls' "
            "difference. Post-processing is from the end of the work to the process's exit (untraced: interpreter "
            "shut-down). Output is everything the tool wrote (trace, capture, profile, perf map, jitdump). "
-           "Samplers are asked for ~1 kHz (perf: 999 Hz); arrived / requested counts samples over the time from the "
-           "start to the end of the work (threads sampled separately count separately).", ""]
+           "Samplers are asked for ~1 kHz (perf: 999 Hz); arrived / requested counts samples against the rate times "
+           "the time from the start to the end of the work: wall time, or for CPU-time samplers (perf's cpu-clock, "
+           "etwtrace's sampler) the target's CPU time; threads sampled separately count separately.", ""]
     for version, vr in results["versions"].items():
         workloads = [w for w in results["meta"]["workloads"] if w in vr["runs"]]
         out += [f"## CPython {vr['python_version']}", "", "Traced / untraced:", ""]

@@ -5,8 +5,9 @@ gets the environment (its python and bin directory), a fresh empty output direct
 tool's files go there; its size is the capture size) and the workload script's argv, and
 returns the full argv. `needs` names what must be in the environment ("module:NAME" importable
 by its python, "bin:NAME" an executable in its bin directory or on PATH); `since` the first
-CPython that has it. Samplers give the rate they were asked for and a function counting the
-samples that arrived, from the output directory. `callgrind` is empty when the tool runs in
+CPython that has it. Samplers give the rate they were asked for (per second of wall time, or
+of the target's CPU time: perf's cpu-clock and our sampler) and a function counting the
+samples that arrived, from the output directory (and the environment, to read it with). `callgrind` is empty when the tool runs in
 the target process (its instructions are counted), else the reason it is not counted.
 
 Adding a tool is adding one line to TOOLS.
@@ -14,6 +15,7 @@ Adding a tool is adding one line to TOOLS.
 
 import gzip
 import os
+import subprocess
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
 
@@ -30,6 +32,7 @@ class Tool:
     needs: str = ""
     since: Tuple[int, int] = (3, 9)
     rate: int = 0
+    clock: str = "wall"  # what the rate is per: "wall" time, or the target's "cpu" time
     samples: Optional[Callable] = None
     callgrind: str = ""
     script_args: Tuple[str, ...] = field(default_factory=tuple)
@@ -60,7 +63,7 @@ def scalene(env, out, script):
             script[0], "---", *script[1:]]
 
 
-def capture_samples(out):
+def capture_samples(out, env=None):
     """CPU samples in an etwtrace capture (the cpu-clock events of its events file)."""
     path = os.path.join(out, "capture", "events.jsonl.gz")
     count = 0
@@ -71,7 +74,7 @@ def capture_samples(out):
     return count
 
 
-def pyspy_samples(out):
+def pyspy_samples(out, env=None):
     """py-spy's raw format: one 'frame;frame;... COUNT' line per distinct stack."""
     total = 0
     with open(os.path.join(out, "py-spy.txt")) as f:
@@ -82,10 +85,21 @@ def pyspy_samples(out):
     return total
 
 
-def austin_samples(out):
+def austin_samples(out, env=None):
     """Austin's text format: one line per sample and thread; '#' lines are metadata."""
     with open(os.path.join(out, "austin.txt"), errors="replace") as f:
         return sum(1 for line in f if line.strip() and not line.startswith("#"))
+
+
+COUNT_SAMPLES = ("import sys, etwtrace; print(sum(1 for path in sys.argv[1:] "
+                 "for _ in etwtrace.read(path, names={'SampledProfile'})))")
+
+
+def trace_samples(out, env):
+    """The SampledProfile events of etwtrace's trace files (the sampler mode's), read by read()."""
+    paths = [os.path.join(out, name) for name in sorted(os.listdir(out)) if name.endswith(".etwtrace")]
+    proc = subprocess.run([env.python, "-c", COUNT_SAMPLES, *paths], capture_output=True, text=True, check=True)
+    return int(proc.stdout)
 
 
 TOOLS = [
@@ -95,10 +109,11 @@ TOOLS = [
     Tool("etwtrace instrumented", "etwtrace", prefix("{py}", "-m", "etwtrace", "--instrument", "--quiet", "--")),
     Tool("etwtrace stack + perf (--capture)", "etwtrace",
          prefix("{py}", "-m", "etwtrace", "--stack", "--quiet", "--capture", "{out}/capture", "--"),
-         needs="bin:perf", rate=999, samples=capture_samples,
+         needs="bin:perf", rate=999, clock="cpu", samples=capture_samples,
          callgrind="perf records the program as its child; the per-call cost is the stack mode's"),
-    # The sampler mode, once it exists, is one more line here, e.g.:
-    # Tool("etwtrace sampler", "etwtrace", prefix("{py}", "-m", "etwtrace", "--sample", "--quiet", "--"), rate=...),
+    Tool("etwtrace sampler", "etwtrace",
+         prefix("{py}", "-m", "etwtrace", "--sampler", "--sample-rate", "1000", "--quiet", "--"),
+         rate=1000, clock="cpu", samples=trace_samples),
     Tool("-X perf", "CPython", prefix("{py}", "-X", "perf"), since=(3, 12)),
     Tool("-X perf_jit", "CPython", prefix("{py}", "-X", "perf_jit"), since=(3, 13)),
     Tool("cProfile", "tracer", prefix("{py}", "-m", "cProfile", "-o", "{out}/cprofile.pstats")),
@@ -128,7 +143,8 @@ def by_name(name):
 
 
 def json_safe(tool):
-    return {"kind": tool.kind, "rate": tool.rate or None, "since": ".".join(map(str, tool.since))}
+    return {"kind": tool.kind, "rate": tool.rate or None, "clock": tool.clock if tool.rate else None,
+            "since": ".".join(map(str, tool.since))}
 
 
 __all__ = ["TOOLS", "Tool", "by_name", "json_safe"]
