@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -248,7 +249,7 @@ def main(argv=None):
     load = os.getloadavg()
     results = {"meta": {
         "date": date, "commit": commit,
-        "command": "python3 benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python3 benchmarks/run.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": f"{platform.machine()} Linux {platform.release()}, {os.cpu_count()} CPUs, load average "
                    f"{load[0]:.1f} at the start",
         "reps": args.reps, "scale": args.scale, "workloads": workloads,

@@ -25,7 +25,9 @@ def count(env, tool, n):
         script = [measure.SCRIPT, "fib", "1", str(result), *tool.script_args, "--fib", str(n)]
         argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                 *tool.command(env, str(out), script)]
-        child_env = dict(os.environ, JITDUMPDIR=str(out), ETWTRACE_TRACE_DIR=str(out))
+        # A fixed hash seed: string hashing decides dict probing, so a random one moves the
+        # counts from run to run.
+        child_env = dict(os.environ, JITDUMPDIR=str(out), ETWTRACE_TRACE_DIR=str(out), PYTHONHASHSEED="0")
         proc = subprocess.run(argv, cwd=out, capture_output=True, text=True, env=child_env, timeout=900,
                               stdin=subprocess.DEVNULL)
         if result.exists():

@@ -60,7 +60,7 @@ def summary_table(vr, workloads):
         rate = statistics.median([c["output_mb_per_s"] for c in ok]) if ok else None
         fractions = [c["sample_fraction"] for c in ok if c.get("sample_fraction") is not None]
         fraction = fmt(statistics.median(fractions)) if fractions else "—"
-        lines.append(f"| {name} | {instr} | {fmt(fib.get('rss_mb'), 0)} | {fmt(post)} | {fmt(rate, 1)} | "
+        lines.append(f"| {name} | {instr} | {fmt(fib.get('rss_mb'), 0)} | {fmt(post)} | {fmt(rate, 2)} | "
                      f"{fraction} |")
     return lines
 
@@ -108,6 +108,33 @@ def capture_lines(vr):
     return lines
 
 
+def across_versions(results):
+    """Tools x CPythons: the geometric mean of the ratios over the workloads, fib's ratio, and
+    callgrind's instructions per fib call over untraced."""
+    versions = {v: vr for v, vr in results["versions"].items() if "runs" in vr}
+    names = []
+    for vr in versions.values():
+        names += [n for n in vr["tools"] if n not in names]
+    head = " | ".join(f"{v} all / fib / instr." for v in versions)
+    lines = [f"| tool | {head} |", "|---|" + "---|" * len(versions)]
+    for name in names:
+        cells = []
+        for v, vr in versions.items():
+            if "skipped" in vr["tools"].get(name, {"skipped": "-"}):
+                cells.append("n/a")
+                continue
+            ratios = [c[name]["ratio"] for c in vr["runs"].values() if "ratio" in c.get(name, {})]
+            fib = vr["runs"].get("fib", {}).get(name, {}).get("ratio")
+            calls = vr.get("callgrind", {})
+            if "per_call" in calls.get(name, {}) and "per_call" in calls.get("untraced", {}):
+                instr = f"{calls[name]['per_call'] - calls['untraced']['per_call']:+.0f}"
+            else:
+                instr = "—"
+            cells.append(f"{fmt(geomean(ratios))} / {fmt(fib)} / {instr}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(results):
     meta = results["meta"]
     out = [f"# etwtrace benchmark results {meta['date']}", "",
@@ -120,7 +147,9 @@ def markdown(results):
            "shut-down). Output is everything the tool wrote (trace, capture, profile, perf map, jitdump). "
            "Samplers are asked for ~1 kHz (perf: 999 Hz); arrived / requested counts samples against the rate times "
            "the time from the start to the end of the work: wall time, or for CPU-time samplers (perf's cpu-clock, "
-           "etwtrace's sampler) the target's CPU time; threads sampled separately count separately.", ""]
+           "etwtrace's sampler) the target's CPU time; threads sampled separately count separately.", "",
+           "## Every CPython: geometric mean over the workloads / fib / instructions per fib call over untraced", ""]
+    out += across_versions(results) + [""]
     for version, vr in results["versions"].items():
         workloads = [w for w in results["meta"]["workloads"] if w in vr["runs"]]
         out += [f"## CPython {vr['python_version']}", "", "Traced / untraced:", ""]
