@@ -56,7 +56,7 @@ def availability(env, tool):
     return None
 
 
-def summarize(runs, base, tool):
+def summarize(runs, base, tool, base_cpu=None):
     times = [r["elapsed"] for r in runs]
     median = statistics.median(times)
     cell = {"median_s": median, "min_s": min(times), "max_s": max(times),
@@ -68,6 +68,11 @@ def summarize(runs, base, tool):
             "output_mb_per_s": statistics.median(r["output_bytes"] / r["elapsed"] / 1e6 for r in runs)}
     if base:
         cell["ratio"] = median / base
+    # The work's CPU time is far steadier than its wall time on a loaded machine, but it sees only
+    # what the tool costs inside the target (not a sampler pausing it from outside).
+    cpu = [r["work_cpu"] for r in runs if r.get("work_cpu") is not None]
+    if cpu and base_cpu:
+        cell["cpu_ratio"] = statistics.median(cpu) / base_cpu
     if tool.rate:
         # Requested: the rate over the time from the start to the end of the work (a sampler is
         # not asked to sample the post-processing): wall time, or the target's CPU time.
@@ -112,10 +117,11 @@ def bench_version(env, args, workloads):
     for w in workloads:
         base_runs = samples[w].get("untraced")
         base = statistics.median(r["elapsed"] for r in base_runs) if base_runs else None
+        base_cpu = statistics.median(r["work_cpu"] for r in base_runs) if base_runs else None
         vr["runs"][w] = {}
         for tool in active:
             if samples[w][tool.name]:
-                vr["runs"][w][tool.name] = summarize(samples[w][tool.name], base, tool)
+                vr["runs"][w][tool.name] = summarize(samples[w][tool.name], base, tool, base_cpu)
             else:
                 vr["runs"][w][tool.name] = {"failed": failures[w].get(tool.name, "no run")}
     print_ratios(vr, workloads)

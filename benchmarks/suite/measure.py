@@ -78,6 +78,7 @@ def run_once(env, tool, workload, scale, extra=(), keep=None):
             "rss_mb": max(usage.ru_maxrss, inner["maxrss_kb"]) / 1024,
             "output_bytes": tree_size(out) + extra_bytes,
             "cpu": inner.get("cpu"),
+            "work_cpu": inner.get("work_cpu"),
         }
         if tool.samples:
             try:

@@ -41,9 +41,9 @@ def ratio_table(vr, workloads):
 
 
 def summary_table(vr, workloads):
-    lines = ["| tool | instructions per fib call (over untraced) | peak RSS MB (fib) | post-processing s "
-             "(median) | output MB per traced s (median) | samples arrived / requested (median) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| tool | CPU-time ratio (geo. mean) | instructions per fib call (over untraced) | peak RSS MB (fib) | "
+             "post-processing s (median) | output MB per traced s (median) | samples arrived / requested (median) |",
+             "|---|---|---|---|---|---|---|"]
     calls = vr.get("callgrind", {})
     base_calls = calls.get("untraced", {}).get("per_call")
     for name in tool_rows(vr):
@@ -60,7 +60,8 @@ def summary_table(vr, workloads):
         rate = statistics.median([c["output_mb_per_s"] for c in ok]) if ok else None
         fractions = [c["sample_fraction"] for c in ok if c.get("sample_fraction") is not None]
         fraction = fmt(statistics.median(fractions)) if fractions else "—"
-        lines.append(f"| {name} | {instr} | {fmt(fib.get('rss_mb'), 0)} | {fmt(post)} | {fmt(rate, 2)} | "
+        cpu = fmt(geomean([c["cpu_ratio"] for c in ok if "cpu_ratio" in c]))
+        lines.append(f"| {name} | {cpu} | {instr} | {fmt(fib.get('rss_mb'), 0)} | {fmt(post)} | {fmt(rate, 2)} | "
                      f"{fraction} |")
     return lines
 
@@ -142,7 +143,8 @@ def markdown(results):
            "Ratios are the workload's own time (measured inside the process, so without start-up and "
            f"post-processing) traced / untraced: the median of {meta['reps']} interleaved runs each, "
            "ratios within this run. *spread* is half the largest (max-min)/median of the tool's runs over the "
-           "workloads. Instructions per call are callgrind counts of fib(20) minus fib(16) over the calls' "
+           "workloads. The CPU-time ratio is the same for the work's CPU time (all threads), steadier on a loaded machine "
+           "but blind to a sampler pausing the target from outside. Instructions per call are callgrind counts of fib(20) minus fib(16) over the calls' "
            "difference. Post-processing is from the end of the work to the process's exit (untraced: interpreter "
            "shut-down). Output is everything the tool wrote (trace, capture, profile, perf map, jitdump). "
            "Samplers are asked for ~1 kHz (perf: 999 Hz); arrived / requested counts samples against the rate times "
