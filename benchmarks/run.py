@@ -101,7 +101,7 @@ def bench_version(env, args, workloads):
             active.append(tool)
     samples = {w: {t.name: [] for t in active} for w in workloads}
     failures = {w: {} for w in workloads}
-    for rep in range(args.reps):
+    for rep in range(0 if args.callgrind_only else args.reps):
         started = time.monotonic()
         for w in workloads:
             order = active[rep % len(active):] + active[:rep % len(active)]
@@ -124,7 +124,8 @@ def bench_version(env, args, workloads):
                 vr["runs"][w][tool.name] = summarize(samples[w][tool.name], base, tool, base_cpu)
             else:
                 vr["runs"][w][tool.name] = {"failed": failures[w].get(tool.name, "no run")}
-    print_ratios(vr, workloads)
+    if not args.callgrind_only:
+        print_ratios(vr, workloads)
     if not args.no_callgrind:
         sizes = (12, 15) if args.quick else callgrind.SIZES
         for tool in active:
@@ -138,7 +139,7 @@ def bench_version(env, args, workloads):
             except (measure.RunFailed, subprocess.TimeoutExpired) as e:
                 vr["callgrind"][tool.name] = {"skipped": f"failed: {e}"}
                 log(f"  callgrind {tool.name}: failed: {e}")
-    if not args.no_capture_costs:
+    if not args.no_capture_costs and not args.callgrind_only:
         costs = {}
         for key, fn in (("report", capture_costs.report_vs_perf_script), ("decode", capture_costs.decode_rate)):
             try:
@@ -148,6 +149,8 @@ def bench_version(env, args, workloads):
         vr["capture_costs"] = costs
         for line in render.capture_lines(vr):
             log("  " + line[2:])
+    if args.callgrind_only:
+        vr["runs"] = {}
     vr["idle"] = idle_summary(vr, workloads)
     return vr
 
@@ -204,9 +207,16 @@ def merge(parser, args):
             combined["meta"]["command"] = [part["meta"]["command"]]
         else:
             combined["meta"]["command"].append(part["meta"]["command"])
-            combined["versions"].update(part["versions"])
+            for version, vr in part["versions"].items():
+                # A version measured by several runs: each run's non-empty parts (e.g. a timing
+                # run's rounds and a --callgrind-only run's counts) go into one entry.
+                into = combined["versions"].setdefault(version, {})
+                into.update({key: value for key, value in vr.items() if value})
     combined["meta"]["command"] = "; ".join(combined["meta"]["command"])
     combined["versions"] = dict(sorted(combined["versions"].items(), key=lambda kv: tuple(map(int, kv[0].split(".")))))
+    for vr in combined["versions"].values():
+        if "runs" in vr:
+            vr["idle"] = idle_summary(vr, combined["meta"]["workloads"])
     write(args.output, combined)
     log(f"wrote {args.output}.json and {args.output}.md")
     return 0
@@ -222,6 +232,9 @@ def main(argv=None):
     parser.add_argument("--tools", help="comma-separated subset of the tool names (untraced is always added)")
     parser.add_argument("--quick", action="store_true", help="a few minutes: see above")
     parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    parser.add_argument("--callgrind-only", action="store_true",
+                        help="only the instruction counts (they do not depend on the machine's load, so they "
+                             "can run beside a timing run and be merged into it with --merge)")
     parser.add_argument("--no-capture-costs", action="store_true", help="skip report-vs-perf-script and decoding")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="combine result files of runs over different CPythons into --output PREFIX")

@@ -153,7 +153,7 @@ def markdown(results):
            "## Every CPython: geometric mean over the workloads / fib / instructions per fib call over untraced", ""]
     out += across_versions(results) + [""]
     for version, vr in results["versions"].items():
-        workloads = [w for w in results["meta"]["workloads"] if w in vr["runs"]]
+        workloads = [w for w in results["meta"]["workloads"] if w in vr.get("runs", {})]
         out += [f"## CPython {vr['python_version']}", "", "Traced / untraced:", ""]
         out += ratio_table(vr, workloads)
         out += ["", f"Untraced seconds: " + ", ".join(
