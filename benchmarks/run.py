@@ -205,14 +205,18 @@ def merge(parser, args):
         if combined is None:
             combined = part
             combined["meta"]["command"] = [part["meta"]["command"]]
+            commits = [part["meta"]["commit"]]
         else:
             combined["meta"]["command"].append(part["meta"]["command"])
+            if part["meta"]["commit"] not in commits:
+                commits.append(part["meta"]["commit"])
             for version, vr in part["versions"].items():
                 # A version measured by several runs: each run's non-empty parts (e.g. a timing
                 # run's rounds and a --callgrind-only run's counts) go into one entry.
                 into = combined["versions"].setdefault(version, {})
                 into.update({key: value for key, value in vr.items() if value})
     combined["meta"]["command"] = "; ".join(combined["meta"]["command"])
+    combined["meta"]["commit"] = ", ".join(commits)
     combined["versions"] = dict(sorted(combined["versions"].items(), key=lambda kv: tuple(map(int, kv[0].split(".")))))
     for vr in combined["versions"].values():
         if "runs" in vr:

@@ -141,7 +141,7 @@ def markdown(results):
     out = [f"# etwtrace benchmark results {meta['date']}", "",
            f"commit `{meta['commit']}`, `{meta['command']}`; {meta['machine']}.", "",
            "Ratios are the workload's own time (measured inside the process, so without start-up and "
-           f"post-processing) traced / untraced: the median of {meta['reps']} interleaved runs each, "
+           "post-processing) traced / untraced: the median of the interleaved rounds (their number under each CPython), "
            "ratios within this run. *spread* is half the largest (max-min)/median of the tool's runs over the "
            "workloads. The CPU-time ratio is the same for the work's CPU time (all threads), steadier on a loaded machine "
            "but blind to a sampler pausing the target from outside. Instructions per call are callgrind counts of fib(20) minus fib(16) over the calls' "
@@ -154,7 +154,8 @@ def markdown(results):
     out += across_versions(results) + [""]
     for version, vr in results["versions"].items():
         workloads = [w for w in results["meta"]["workloads"] if w in vr.get("runs", {})]
-        out += [f"## CPython {vr['python_version']}", "", "Traced / untraced:", ""]
+        rounds = max((c.get("reps", 0) for cells in vr["runs"].values() for c in cells.values()), default=0)
+        out += [f"## CPython {vr['python_version']}", "", f"Traced / untraced (median of {rounds} rounds):", ""]
         out += ratio_table(vr, workloads)
         out += ["", f"Untraced seconds: " + ", ".join(
             f"{w} {vr['runs'][w]['untraced']['median_s']:.3f}" for w in workloads
