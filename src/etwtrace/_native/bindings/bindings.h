@@ -2,7 +2,8 @@
 // surface, one file per thing it exposes:
 //
 //   module.cpp        the module itself: PyInit, _get_technical_info (version, platform)
-//   tracers.cpp       enable, disable, write_mark, active_mode, _instrumented_trace_path
+//   tracers.cpp       enable, disable, write_mark, active_mode, _instrumented_trace_path,
+//                     _run_as_main
 //   trace_data.cpp    trace files: _read_trace and the _trace_* functions over its result,
 //                     _trace_aggregate, _trace_decode_rate
 //   bench_floors.cpp  the no-op hooks benchmarks measure as floors: _bench_noop_hook,
