@@ -382,4 +382,16 @@ inline PyObject* take_exception() {
 #endif
 }
 
+// ---- code objects' lifetime (function_registry.cpp) ---------------------------------------------
+
+// The bytes of a code object's line table (borrowed): what, with its names and first line,
+// tells two code objects' published definitions apart.
+inline PyObject* code_line_table(PyCodeObject* code) {
+#if PY_VERSION_HEX >= 0x030A0000
+    return code->co_linetable;
+#else
+    return code->co_lnotab;
+#endif
+}
+
 }  // namespace etwtrace::compat

@@ -44,7 +44,6 @@ struct StackState {
     FunctionRegistry* registry = nullptr;
     compat::EvalFrameFunction previous = nullptr;
     compat::EvalFrameFunction evaluator = nullptr;  // what thunks call: the default evaluator
-    std::vector<FunctionRecord*> with_thunks;  // in publication order: the publisher's source
     bool enabled = false;
     bool fork_handlers = false;
 };
@@ -75,7 +74,7 @@ __attribute__((noinline)) void note_thread() {
 symbols::CodeSymbol code_symbol(const FunctionRecord& record) {
     symbols::CodeSymbol symbol;
     symbol.address = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(record.thunk));
-    symbol.size = record.thunk_size;
+    symbol.size = static_cast<uint32_t>(thunks::kThunkSize);
     symbol.name = "py::" + record.qualname + ":" + record.filename();
     symbol.filename = record.filename();
     symbol.line = record.first_line;
@@ -94,11 +93,9 @@ void* assign_thunk(FunctionRecord& record) {
         return nullptr;
     }
     record.thunk = thunk;
-    record.thunk_size = static_cast<uint32_t>(thunks::kThunkSize);
     auto address = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(thunk));
     state.publisher->publish(code_symbol(record));
-    state.with_thunks.push_back(&record);
-    probes::function(record.id, address, address + record.thunk_size, record.first_line,
+    probes::function(record.id, address, address + thunks::kThunkSize, record.first_line,
                      record.filename().c_str(), record.qualname.c_str(), record.is_python ? 1 : 0);
     return thunk;
 }
@@ -277,9 +274,8 @@ bool initialise_state() {
     state.arena = new thunks::ThunkArena(64 * 1024, salt_seed());
     state.publisher = new symbols::SymbolPublisher();
     state.publisher->set_source([](const std::function<void(const symbols::CodeSymbol&)>& emit) {
-        for (const FunctionRecord* record : state.with_thunks) {
-            emit(code_symbol(*record));
-        }
+        // Live and pooled records (function_registry.h): every name a thunk still answers to.
+        state.registry->for_each_with_thunk([&](const FunctionRecord& record) { emit(code_symbol(record)); });
     });
     state.publisher->add_writer(symbols::make_perf_map_writer("/tmp"));
     const thunks::UnwindInfo& unwind = thunks::thunk_unwind_info();
