@@ -251,7 +251,7 @@ void FunctionRegistry::index_loaded_modules() {
 
 const std::string FunctionRecord::kNoFile;
 
-// Interned file names: never freed, like the records pointing at them. Called with the GIL.
+// Interned file names: never freed (a retired record may still point at one). Called with the GIL.
 void FunctionRecord::set_filename(std::string_view name) {
     static auto* names = new std::unordered_set<std::string>();
     filename_ = &*names->emplace(name).first;
