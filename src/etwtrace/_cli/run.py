@@ -1,8 +1,10 @@
 """Runs the target program under a tracer exactly as `python script.py` / `python -m mod` would.
 
 The target sees the sys.argv, sys.path[0] and __main__ it would see if run directly; its exit
-status passes through, and an uncaught exception prints the traceback an untraced run prints
-(without the launcher's own frames).
+status passes through. Its code runs through the native `_run_as_main` (python/main_context.h):
+no launcher frame under it (traceback.extract_stack(), inspect.stack(), sys._getframe(),
+tracebacks) and a fresh thread's recursion depth, so an uncaught exception comes back with the
+traceback an untraced run prints, and is printed the same way.
 """
 
 import os
@@ -11,31 +13,10 @@ import sys
 from .._errors import TracingError, UsageError
 
 
-def _trim_traceback(tb, target_files):
-    """Drop the launcher's and runpy's leading frames so the traceback starts at the target."""
-    first = tb
-    while first is not None:
-        if first.tb_frame.f_code.co_filename in target_files:
-            return first
-        first = first.tb_next
-    # No frame from the target itself (e.g. a SyntaxError while compiling it): drop every
-    # frame that belongs to etwtrace or runpy.
-    first = tb
-    while first is not None and _is_launcher_frame(first.tb_frame.f_code.co_filename):
-        first = first.tb_next
-    return first
-
-
-def _is_launcher_frame(filename):
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return filename.startswith(here) or os.path.basename(filename) == "runpy.py" or filename == "<frozen runpy>"
-
-
 def _report_uncaught(exc):
     """Print an uncaught exception as the interpreter would, then exit like it would."""
     import traceback
 
-    exc.__traceback__ = _trim_traceback(exc.__traceback__, _target_files)
     try:
         sys.excepthook(type(exc), exc, exc.__traceback__)
     except Exception:
@@ -56,34 +37,30 @@ def _report_uncaught(exc):
     return 1
 
 
-_target_files = set()
-
-
-def _run_script(script):
-    """Run a script file as `python script.py` does: a fresh __main__ module whose __file__ and
-    code filename are absolute (3.9+), while sys.argv[0] stays as the user typed it
-    (runpy.run_path would rewrite it)."""
+def _fresh_main(**entries):
+    """A new __main__ module, in sys.modules, holding what the interpreter's own has."""
     import builtins
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__annotations__={}, __builtins__=builtins, **entries)
+    sys.modules["__main__"] = main
+    return main
+
+
+def _script_main(script):
+    """What `python script.py` runs: the compiled file and a fresh __main__ whose __file__ and
+    code filename are absolute (3.9+), while sys.argv[0] stays as the user typed it."""
     import importlib.machinery
     import io
-    import types
 
     path = os.path.abspath(script)
     with io.open_code(path) as f:
         source = f.read()
     code = compile(source, path, "exec", dont_inherit=True)
-    main = types.ModuleType("__main__")
-    main.__dict__.update(
-        __annotations__={},
-        __file__=path,
-        __builtins__=builtins,
-        __cached__=None,
-        __loader__=importlib.machinery.SourceFileLoader("__main__", path),
-        __package__=None,
-        __spec__=None,
-    )
-    sys.modules["__main__"] = main
-    exec(code, main.__dict__)
+    main = _fresh_main(__file__=path, __cached__=None,
+                       __loader__=importlib.machinery.SourceFileLoader("__main__", path))
+    return code, main.__dict__
 
 
 def _is_zip(path):
@@ -95,11 +72,9 @@ def _is_zip(path):
         return False
 
 
-def _run_code(code):
-    """Run `-c code` as `python -c` does: a fresh __main__, file name "<string>"."""
-    import builtins
+def _string_main(code):
+    """What `python -c code` runs: the compiled string (file name "<string>"), a fresh __main__."""
     import importlib.machinery
-    import types
 
     compiled = compile(code, "<string>", "exec", dont_inherit=True)
     if sys.version_info >= (3, 13):
@@ -107,11 +82,18 @@ def _run_code(code):
         import linecache
 
         linecache.cache["<string>"] = (len(code), None, code.splitlines(True), "<string>")
-    main = types.ModuleType("__main__")
-    main.__dict__.update(__annotations__={}, __builtins__=builtins, __loader__=importlib.machinery.BuiltinImporter,
-                         __package__=None, __spec__=None)
-    sys.modules["__main__"] = main
-    exec(compiled, main.__dict__)
+    main = _fresh_main(__loader__=importlib.machinery.BuiltinImporter)
+    return compiled, main.__dict__
+
+
+def _runpy_main(module, alter_argv):
+    """What `python -m module` (alter_argv) or `python dir_or_zip` (module "__main__") runs:
+    runpy._run_module_as_main, the function the interpreter calls, in a fresh __main__."""
+    import importlib.machinery
+    import runpy
+
+    _fresh_main(__loader__=importlib.machinery.BuiltinImporter)
+    return runpy._run_module_as_main, (module, alter_argv)
 
 
 def _files_written(tracer):
@@ -127,8 +109,6 @@ def _files_written(tracer):
 def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=False):
     """Run `argv` (script.py args..., -m module args..., -c code args...) under `tracer`;
     returns the exit status."""
-    import runpy
-
     target_argv = list(argv)
 
     if argv[0] == "-m":
@@ -138,24 +118,17 @@ def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=Fals
         sys.argv[:] = [argv[0], *argv[2:]]
         sys.path[0:1] = [os.getcwd()] if sys.path else [os.getcwd()]
 
-        def run():
-            import importlib.util
-
-            spec = importlib.util.find_spec(module)
-            if spec is not None and spec.origin:
-                _target_files.add(spec.origin)
-            # Like `python -m`: sys.argv[0] becomes the module's file.
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        def prepare():
+            return _runpy_main(module, True)  # sys.argv[0] becomes the module's file
     elif argv[0] == "-c":
         if len(argv) < 2:
             raise UsageError("-c needs the code to run, for example: -- -c 'import app; app.main()'")
         code = argv[1]
         sys.argv[:] = ["-c", *argv[2:]]
         sys.path[0:1] = [""] if sys.path else [""]
-        _target_files.add("<string>")
 
-        def run():
-            _run_code(code)
+        def prepare():
+            return _string_main(code)
     else:
         script = argv[0]
         if not os.path.exists(script):
@@ -163,21 +136,22 @@ def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=Fals
                   f"[Errno 2] No such file or directory", file=sys.stderr)
             return 2
         sys.argv[:] = list(argv)
-        script_dir = os.path.dirname(os.path.abspath(script))
-        if sys.path:
-            sys.path[0] = script_dir
-        else:
-            sys.path.insert(0, script_dir)
-        _target_files.add(script)
-        _target_files.add(os.path.abspath(script))
-
         if os.path.isdir(script) or _is_zip(script):
-            # A directory with __main__.py or a zip application: runpy does what python does.
-            def run():
-                runpy.run_path(script, init_globals={"__annotations__": {}}, run_name="__main__")
+            # A directory with __main__.py or a zip application: python puts it first on
+            # sys.path and runs its __main__ module through runpy.
+            path_entry = os.path.abspath(script)
+
+            def prepare():
+                return _runpy_main("__main__", False)
         else:
-            def run():
-                _run_script(script)
+            path_entry = os.path.dirname(os.path.abspath(script))
+
+            def prepare():
+                return _script_main(script)
+        if sys.path:
+            sys.path[0] = path_entry
+        else:
+            sys.path.insert(0, path_entry)
 
     # --capture: this process becomes the supervisor and runs the target in a child recorded by
     # perf (see _capture). The child (marked by its environment) runs the target below.
@@ -202,12 +176,20 @@ def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=Fals
     if not quiet and not in_capture:
         print(f"etwtrace: {tracer._mode} mode writes {' and '.join(_files_written(tracer))}",
               file=sys.stderr, flush=True)
+    from .. import _etwtrace
+
     try:
-        run()
-    except SystemExit:
-        raise
-    except BaseException as exc:  # noqa: B902 - reported exactly as the interpreter would
+        try:
+            target, arg = prepare()
+        except SyntaxError as exc:  # python prints a program's SyntaxError with no frame
+            exc.__traceback__ = None
+            return _report_uncaught(exc)
+        exc = _etwtrace._run_as_main(target, arg)
+        del target, arg
+        if exc is None:
+            return 0
+        if isinstance(exc, SystemExit):
+            raise exc
         return _report_uncaught(exc)
     finally:
         tracer.disable()
-    return 0

@@ -2,7 +2,8 @@
 // surface, one file per thing it exposes:
 //
 //   module.cpp        the module itself: PyInit, _get_technical_info (version, platform)
-//   tracers.cpp       enable, disable, write_mark, active_mode, _instrumented_trace_path
+//   tracers.cpp       enable, disable, write_mark, active_mode, _instrumented_trace_path,
+//                     _run_as_main
 //   trace_events.cpp  trace files as etwtrace.read() streams them: TraceReader (the index
 //                     of a file, its events() iterator, stacks_at)
 //   event_base.cpp    EventBase, the storage of etwtrace._read.Event (trace_events.h: what

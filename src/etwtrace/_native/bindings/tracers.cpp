@@ -1,11 +1,13 @@
-// tracers.cpp - the tracers' native surface: enable(), disable(), write_mark(), active_mode()
-// and the path of the instrumented trace being written. Only one mode is active at a time.
+// tracers.cpp - the tracers' native surface: enable(), disable(), write_mark(), active_mode(),
+// the path of the instrumented trace being written, and _run_as_main (the launcher's
+// target, python/main_context.h). Only one mode is active at a time.
 #include <cstring>
 #include <string>
 #include <string_view>
 
 #include "bindings/bindings.h"
 #include "python/instrument_api.h"
+#include "python/main_context.h"
 
 namespace etwtrace::py::bindings {
 
@@ -104,6 +106,14 @@ PyObject* py_instrumented_trace_path(PyObject*, PyObject*) {
     return PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<Py_ssize_t>(path.size()));
 }
 
+PyObject* py_run_as_main(PyObject*, PyObject* args) {
+    PyObject *target = nullptr, *arg = nullptr;
+    if (!PyArg_ParseTuple(args, "OO:_run_as_main", &target, &arg)) {
+        return nullptr;
+    }
+    return run_as_main(target, arg);
+}
+
 }  // namespace
 
 PyMethodDef tracer_methods[] = {
@@ -119,6 +129,10 @@ PyMethodDef tracer_methods[] = {
     {"active_mode", py_active_mode, METH_NOARGS, "active_mode()\n\nName of the active mode, or None."},
     {"_instrumented_trace_path", py_instrumented_trace_path, METH_NOARGS,
      "_instrumented_trace_path()\n\nPath of the trace file being written, or None."},
+    {"_run_as_main", py_run_as_main, METH_VARARGS,
+     "_run_as_main(code, globals) or _run_as_main(callable, args)\n\nRuns the launcher's target with no "
+     "launcher frame under it and a fresh recursion depth (python/main_context.h); returns None, or "
+     "the exception it raised."},
     {nullptr, nullptr, 0, nullptr},
 };
 

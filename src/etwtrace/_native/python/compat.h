@@ -264,4 +264,134 @@ inline PyObject* eval_frame_default(PyThreadState* tstate, EvalFrame* frame, int
 #endif
 }
 
+// ---- recursion accounting of hooked frames (stack_mode.cpp) ------------------------------------
+
+// Whether a Python-to-Python call runs on the C stack untraced. 3.9/3.10: yes, always, and the
+// hook only adds its thunk's 16 bytes. 3.11+: no, the eval loop inlines it; under a PEP 523
+// hook it cannot, so each level costs C stack the untraced program does not spend, and the
+// hook protects the stack itself (thunks/stack_segments.h).
+inline constexpr bool kHookedCallsNeedStackCheck = PY_VERSION_HEX >= 0x030B0000;
+
+// 3.12/3.13: _PyEval_EvalFrameDefault charges PY_EVAL_C_STACK_UNITS (2, ceval.c) to the C
+// recursion budget (tstate->c_recursion_remaining, C_RECURSION_LIMIT 1500 / Py_C_RECURSION_LIMIT
+// 10000) on entry and gives them back on exit; a call the eval loop inlines charges nothing.
+// Under a PEP 523 hook no call is inlined, so deep Python recursion ran out of the C budget at
+// 1500/2 or 10000/2 levels. stack_mode.cpp credits the units back for calls that untraced
+// would have been inlined. 3.9 - 3.11 count one unit per Python frame, hooked or not: 0 here.
+inline constexpr int kEvalEntryCUnits = PY_VERSION_HEX >= 0x030C0000 ? 2 : 0;
+
+inline int c_recursion_remaining([[maybe_unused]] PyThreadState* tstate) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return tstate->c_recursion_remaining;
+#else
+    return 0;
+#endif
+}
+
+inline void add_c_recursion_remaining([[maybe_unused]] PyThreadState* tstate, [[maybe_unused]] int units) {
+#if PY_VERSION_HEX >= 0x030C0000
+    tstate->c_recursion_remaining += units;
+#endif
+}
+
+// ---- running the target as __main__ (main_context.cpp) -----------------------------------------
+
+// The thread's frame chain and recursion depth, set aside while the launcher runs the
+// program's code, so that the program sees what `python prog.py` shows it: no frame above its
+// own (traceback.extract_stack(), inspect.stack(), sys._getframe() depth, tracebacks) and the
+// recursion depth and C budget of a fresh thread. Depths are saved, not raw counters, because
+// the program may change the recursion limit meanwhile (sys.setrecursionlimit keeps depths).
+class DetachedFrameChain {
+public:
+    explicit DetachedFrameChain(PyThreadState* tstate) : tstate_(tstate) {
+#if PY_VERSION_HEX >= 0x030D0000
+        frame_ = tstate->current_frame;
+        tstate->current_frame = nullptr;
+        py_depth_ = tstate->py_recursion_limit - tstate->py_recursion_remaining;
+        tstate->py_recursion_remaining = tstate->py_recursion_limit;
+        c_remaining_ = tstate->c_recursion_remaining;
+        tstate->c_recursion_remaining = Py_C_RECURSION_LIMIT;
+#elif PY_VERSION_HEX >= 0x030C0000
+        frame_ = tstate->cframe->current_frame;
+        tstate->cframe->current_frame = nullptr;
+        py_depth_ = tstate->py_recursion_limit - tstate->py_recursion_remaining;
+        tstate->py_recursion_remaining = tstate->py_recursion_limit;
+        c_remaining_ = tstate->c_recursion_remaining;
+        tstate->c_recursion_remaining = C_RECURSION_LIMIT;
+#elif PY_VERSION_HEX >= 0x030B0000
+        frame_ = tstate->cframe->current_frame;
+        tstate->cframe->current_frame = nullptr;
+        py_depth_ = tstate->recursion_limit - tstate->recursion_remaining;
+        tstate->recursion_remaining = tstate->recursion_limit;
+#else
+        frame_ = tstate->frame;
+        tstate->frame = nullptr;
+        py_depth_ = tstate->recursion_depth;
+        tstate->recursion_depth = 0;
+#endif
+    }
+    ~DetachedFrameChain() {
+#if PY_VERSION_HEX >= 0x030D0000
+        tstate_->current_frame = frame_;
+        tstate_->py_recursion_remaining = tstate_->py_recursion_limit - py_depth_;
+        tstate_->c_recursion_remaining = c_remaining_;
+#elif PY_VERSION_HEX >= 0x030C0000
+        tstate_->cframe->current_frame = frame_;
+        tstate_->py_recursion_remaining = tstate_->py_recursion_limit - py_depth_;
+        tstate_->c_recursion_remaining = c_remaining_;
+#elif PY_VERSION_HEX >= 0x030B0000
+        tstate_->cframe->current_frame = frame_;
+        tstate_->recursion_remaining = tstate_->recursion_limit - py_depth_;
+#else
+        tstate_->frame = frame_;
+        tstate_->recursion_depth = py_depth_;
+#endif
+    }
+    DetachedFrameChain(const DetachedFrameChain&) = delete;
+    DetachedFrameChain& operator=(const DetachedFrameChain&) = delete;
+
+private:
+    PyThreadState* tstate_;
+#if PY_VERSION_HEX >= 0x030B0000
+    struct _PyInterpreterFrame* frame_;
+#else
+    PyFrameObject* frame_;
+#endif
+    int py_depth_;
+    [[maybe_unused]] int c_remaining_ = 0;
+};
+
+// The exception in flight, taken out of the thread state: a new reference to the normalised
+// exception instance, its __traceback__ set; nullptr if none.
+inline PyObject* take_exception() {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == nullptr) {
+        return nullptr;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != nullptr && value != nullptr) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+// ---- code objects' lifetime (function_registry.cpp) ---------------------------------------------
+
+// The bytes of a code object's line table (borrowed): what, with its names and first line,
+// tells two code objects' published definitions apart.
+inline PyObject* code_line_table(PyCodeObject* code) {
+#if PY_VERSION_HEX >= 0x030A0000
+    return code->co_linetable;
+#else
+    return code->co_lnotab;
+#endif
+}
+
 }  // namespace etwtrace::compat

@@ -1,8 +1,9 @@
 #include "python/function_registry.h"
 
-#include <unordered_set>
-
+#include <functional>
+#include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace etwtrace::py {
 
@@ -27,15 +28,130 @@ std::unordered_map<const void*, FunctionRecord*>& cfunction_records() {
     return *records;
 }
 
-// 3.9/3.10 code objects carry only a bare name; qualified names are rebuilt from the
-// enclosing module's code: every nested code constant gets "<outer>.<name>", with
-// ".<locals>" after functions, as the compiler does for __qualname__.
-std::unordered_map<PyCodeObject*, std::string>& legacy_qualnames() {
-    static auto* names = new std::unordered_map<PyCodeObject*, std::string>();
-    return *names;
+// Hash of a definition: what a retired record must match to be taken back.
+uint64_t definition_hash(const std::string& qualname, const std::string* filename, int first_line, uint32_t body_hash) {
+    uint64_t h = std::hash<std::string>()(qualname);
+    h ^= reinterpret_cast<uintptr_t>(filename) + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    h ^= (static_cast<uint64_t>(static_cast<uint32_t>(first_line)) << 32 | body_hash) + 0x9E3779B97F4A7C15ull +
+         (h << 6) + (h >> 2);
+    return h;
 }
 
-void index_nested_qualnames(PyCodeObject* code, const std::string& prefix, int depth) {
+uint32_t line_table_hash(PyCodeObject* code) {
+    PyObject* table = compat::code_line_table(code);
+    if (!table || !PyBytes_Check(table)) {
+        return 0;
+    }
+    std::string_view bytes(PyBytes_AS_STRING(table), static_cast<size_t>(PyBytes_GET_SIZE(table)));
+    return static_cast<uint32_t>(std::hash<std::string_view>()(bytes));
+}
+
+// co_extra's free function: called by CPython, with the GIL, as a code object is destroyed.
+void code_record_freed(void* extra) {
+    if (extra) {
+        registry().retire(static_cast<FunctionRecord*>(extra));
+    }
+}
+
+}  // namespace
+
+FunctionRegistry* const g_registry = new FunctionRegistry();
+
+// ---- records: slabs, retirement, the pool -------------------------------------------------
+
+FunctionRecord* FunctionRegistry::new_record() {
+    if (!free_.empty()) {
+        FunctionRecord* record = free_.back();
+        free_.pop_back();
+        *record = FunctionRecord();
+        return record;
+    }
+    if (slab_used_ == slabs_.size() * kSlabRecords) {
+        slabs_.push_back(new FunctionRecord[kSlabRecords]);
+    }
+    FunctionRecord* record = &slabs_[slab_used_ / kSlabRecords][slab_used_ % kSlabRecords];
+    ++slab_used_;
+    return record;
+}
+
+void FunctionRegistry::free_record(FunctionRecord* record) {
+    *record = FunctionRecord();
+    record->retired = true;  // skipped by for_each_with_thunk until handed out again
+    free_.push_back(record);
+}
+
+void FunctionRegistry::retire(FunctionRecord* record) {
+    if (record->retired) {
+        return;
+    }
+    if (record->id == 0) {  // 3.9/3.10: a name noted for code that never ran
+        free_record(record);
+        return;
+    }
+    record->retired = true;
+    if (pooled_ < kRetiredPoolSize) {
+        retired_.emplace(definition_hash(record->qualname, &record->filename(), record->first_line, record->body_hash),
+                         record);
+        ++pooled_;
+    } else if (!keep_retired_) {
+        free_record(record);  // its thunk address is abandoned, never renamed
+    }
+}
+
+FunctionRecord* FunctionRegistry::take_retired(const std::string& qualname, const std::string& filename,
+                                               int first_line, uint32_t body_hash) {
+    if (pooled_ == 0) {
+        return nullptr;
+    }
+    // Interned file names compare by address; a file never seen has no retired record.
+    FunctionRecord probe;
+    probe.set_filename(filename);
+    const std::string* file = &probe.filename();
+    auto range = retired_.equal_range(definition_hash(qualname, file, first_line, body_hash));
+    for (auto it = range.first; it != range.second; ++it) {
+        FunctionRecord* record = it->second;
+        if (record->qualname == qualname && &record->filename() == file && record->first_line == first_line &&
+            record->body_hash == body_hash) {
+            retired_.erase(it);
+            --pooled_;
+            record->retired = false;
+            return record;
+        }
+    }
+    return nullptr;
+}
+
+void FunctionRegistry::for_each_with_thunk(const std::function<void(const FunctionRecord&)>& fn) const {
+    for (size_t i = 0; i < slab_used_; ++i) {
+        const FunctionRecord& record = slabs_[i / kSlabRecords][i % kSlabRecords];
+        if (record.thunk != nullptr) {
+            fn(record);
+        }
+    }
+}
+
+// ---- 3.9/3.10 qualified names ---------------------------------------------------------------
+// Their code objects carry only a bare name; qualified names are rebuilt from the enclosing
+// module's code: every nested code constant gets "<outer>.<name>", with ".<locals>" after
+// functions, as the compiler does for __qualname__. The name is noted in the code object's own
+// record (made now, FunctionID given at its first lookup), so it dies with the code.
+
+void FunctionRegistry::note_legacy_qualname(PyCodeObject* code, const std::string& qualname, bool authoritative) {
+    auto* record = static_cast<FunctionRecord*>(compat::get_code_extra(code, extra_index_));
+    if (record && (record->thunk != nullptr || record->id != 0 || !authoritative)) {
+        return;  // already named, or named in public: keep it
+    }
+    if (!record) {
+        record = new_record();
+        if (!compat::set_code_extra(code, extra_index_, record)) {
+            free_record(record);
+            return;
+        }
+    }
+    record->qualname = qualname;
+}
+
+void FunctionRegistry::index_nested_qualnames(PyCodeObject* code, const std::string& prefix, int depth) {
     if (depth > 64 || !code->co_consts || !PyTuple_Check(code->co_consts)) {
         return;
     }
@@ -48,7 +164,7 @@ void index_nested_qualnames(PyCodeObject* code, const std::string& prefix, int d
         auto* inner = reinterpret_cast<PyCodeObject*>(item);
         std::string name = utf8(inner->co_name);
         std::string qualname = prefix.empty() ? name : prefix + "." + name;
-        legacy_qualnames().emplace(inner, qualname);
+        note_legacy_qualname(inner, qualname, false);
         // Functions (not class bodies) put "<locals>" in front of what they define.
         bool is_function = (inner->co_flags & CO_NEWLOCALS) != 0;
         index_nested_qualnames(inner, is_function ? qualname + ".<locals>" : qualname, depth + 1);
@@ -58,7 +174,7 @@ void index_nested_qualnames(PyCodeObject* code, const std::string& prefix, int d
 // Functions and classes reachable from loaded modules, for modules whose body ran before
 // tracing started: a function object knows its own __qualname__, and its nested code objects
 // get "<qualname>.<locals>.<name>".
-void index_function(PyObject* func) {
+void FunctionRegistry::index_function(PyObject* func) {
     if (!PyFunction_Check(func)) {
         return;
     }
@@ -67,13 +183,11 @@ void index_function(PyObject* func) {
     if (qualname.empty() || !PyCode_Check(reinterpret_cast<PyObject*>(code))) {
         return;
     }
-    legacy_qualnames()[code] = qualname;  // the function object is the authority
+    note_legacy_qualname(code, qualname, true);  // the function object is the authority
     index_nested_qualnames(code, qualname + ".<locals>", 0);
 }
 
-void index_namespace(PyObject* dict, int depth);
-
-void index_value(PyObject* value, int depth) {
+void FunctionRegistry::index_value(PyObject* value, int depth) {
     if (PyFunction_Check(value)) {
         index_function(value);
     } else if (PyType_Check(value) && PyType_HasFeature(reinterpret_cast<PyTypeObject*>(value), Py_TPFLAGS_HEAPTYPE)) {
@@ -101,7 +215,7 @@ void index_value(PyObject* value, int depth) {
     }
 }
 
-void index_namespace(PyObject* dict, int depth) {
+void FunctionRegistry::index_namespace(PyObject* dict, int depth) {
     if (!dict || !PyDict_Check(dict)) {
         return;
     }
@@ -116,7 +230,7 @@ void index_namespace(PyObject* dict, int depth) {
     Py_DECREF(values);
 }
 
-void index_loaded_modules() {
+void FunctionRegistry::index_loaded_modules() {
     PyObject* modules = PySys_GetObject("modules");  // borrowed
     if (!modules || !PyDict_Check(modules)) {
         return;
@@ -135,20 +249,9 @@ void index_loaded_modules() {
     Py_DECREF(list);
 }
 
-// A remembered name still belongs to this code object (its address may have been reused).
-bool qualname_matches(const std::string& qualname, const std::string& name) {
-    return qualname == name ||
-           (qualname.size() > name.size() && qualname.compare(qualname.size() - name.size(), name.size(), name) == 0 &&
-            qualname[qualname.size() - name.size() - 1] == '.');
-}
-
-}  // namespace
-
-FunctionRegistry* const g_registry = new FunctionRegistry();
-
 const std::string FunctionRecord::kNoFile;
 
-// Interned file names: never freed, like the records pointing at them. Called with the GIL.
+// Interned file names: never freed (a retired record may still point at one). Called with the GIL.
 void FunctionRecord::set_filename(std::string_view name) {
     static auto* names = new std::unordered_set<std::string>();
     filename_ = &*names->emplace(name).first;
@@ -158,7 +261,7 @@ bool FunctionRegistry::initialise() {
     if (extra_index_ >= 0) {
         return true;
     }
-    extra_index_ = compat::request_code_extra_index(nullptr);
+    extra_index_ = compat::request_code_extra_index(&code_record_freed);
     if (extra_index_ < 0) {
         PyErr_SetString(PyExc_RuntimeError, "etwtrace: no co_extra slot is available");
         return false;
@@ -290,11 +393,8 @@ std::string FunctionRegistry::recover_qualname(PyCodeObject* code) {
     std::string name = utf8(compat::code_name(code));
     if (name == "<module>") {
         index_nested_qualnames(code, "", 0);
-        return name;
     }
-    auto& names = legacy_qualnames();
-    auto it = names.find(code);
-    return it != names.end() && qualname_matches(it->second, name) ? it->second : name;
+    return name;  // a name noted earlier is in the code's record already (lookup_slow)
 }
 
 FunctionRecord* FunctionRegistry::lookup_slow(PyCodeObject* code, FunctionRecord* stale) {
@@ -303,13 +403,28 @@ FunctionRecord* FunctionRegistry::lookup_slow(PyCodeObject* code, FunctionRecord
     }
     FunctionRecord* record = stale;
     compat::SavedException saved;  // the hooks run with exceptions in flight
-    if (!record) {
-        record = new FunctionRecord();
-        record->id = next_id_++;
-        record->is_python = true;
-        record->first_line = compat::code_first_line(code);
-        record->set_filename(utf8(compat::code_filename(code)));
-        record->qualname = recover_qualname(code);
+    if (!record || record->id == 0) {
+        std::string qualname = record ? record->qualname : recover_qualname(code);
+        std::string filename = utf8(compat::code_filename(code));
+        int first_line = compat::code_first_line(code);
+        uint32_t body_hash = line_table_hash(code);
+        FunctionRecord* taken = take_retired(qualname, filename, first_line, body_hash);
+        if (taken) {
+            if (record) {
+                free_record(record);  // the noted name: the retired record carries the same
+            }
+            record = taken;
+        } else {
+            if (!record) {
+                record = new_record();
+            }
+            record->id = next_id_++;
+            record->is_python = true;
+            record->first_line = first_line;
+            record->body_hash = body_hash;
+            record->set_filename(filename);
+            record->qualname = std::move(qualname);
+        }
         if (!compat::set_code_extra(code, extra_index_, record)) {
             // Could not cache: keep the record anyway (ids must stay unique) but traced
             // functions then pay the slow path; this only happens when memory runs out.
@@ -336,7 +451,7 @@ FunctionRecord* FunctionRegistry::lookup_cfunction(PyObject* func) {
     }
     compat::SavedException saved;
     if (!record) {
-        record = new FunctionRecord();
+        record = new_record();
         record->id = next_id_++;
         record->is_python = false;
         std::string name = cfunc->m_ml->ml_name ? cfunc->m_ml->ml_name : "?";

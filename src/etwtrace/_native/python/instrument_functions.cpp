@@ -93,7 +93,7 @@ __attribute__((noinline)) void flush_pending(ThreadState* ts, PyCodeObject* code
             lines = line_table(code);
         }
         write_definition(ts, record, lines);
-        g_published.emplace_back(record, std::move(lines));
+        g_published.add(record, lines);
     }
 }
 

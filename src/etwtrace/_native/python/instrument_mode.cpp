@@ -42,7 +42,7 @@ namespace instrument {
 uint32_t g_epoch = 1;
 bool g_enabled = false;
 bool g_use_monitoring = false;
-std::vector<std::pair<FunctionRecord*, LineTable>> g_published;
+PublishedDefinitions g_published;
 CacheSlot g_cache[kCacheSize];
 __attribute__((tls_model("initial-exec"))) constinit thread_local ThreadSlot t_slot;  // see instrument_state.h
 
@@ -267,8 +267,9 @@ PyObject* after_fork_child(PyObject*, PyObject*) {
     g_writer = writer.release();
     ThreadState* ts = attach_thread();
     if (ts) {
-        for (auto& [record, lines] : g_published) {
-            write_definition(ts, record, lines);
+        for (const PublishedDefinitions::Entry& entry : g_published.entries) {
+            auto first = g_published.runs.begin() + entry.first_run;
+            write_definition(ts, entry.record, LineTable(first, first + entry.run_count));
         }
         replay(ts, stack);
     }
@@ -347,6 +348,7 @@ public:
             PyErr_Format(PyExc_OSError, "etwtrace: cannot create the trace file: %s", error.c_str());
             return false;
         }
+        registry().keep_retired_records();  // our stacks and pending lists point at records
         if (!registry().configure(ignored, include, options, [](FunctionRecord& record) {
                 ThreadState* ts = current();
                 if (ts) {

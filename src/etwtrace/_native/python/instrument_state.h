@@ -57,7 +57,22 @@ struct CacheSlot {
 extern uint32_t g_epoch;  // bumped by enable/disable/fork: thread-local state goes stale
 extern bool g_enabled;
 extern bool g_use_monitoring;  // sys.monitoring (3.12+) rather than the profile function
-extern std::vector<std::pair<FunctionRecord*, LineTable>> g_published;  // replayed into fork children
+// Every definition written so far, replayed into fork children: flat, because it holds one
+// entry per function for the life of the process (16 bytes plus its line runs, no allocation each).
+struct PublishedDefinitions {
+    struct Entry {
+        FunctionRecord* record;
+        uint32_t first_run;
+        uint32_t run_count;
+    };
+    std::vector<Entry> entries;
+    LineTable runs;
+    void add(FunctionRecord* record, const LineTable& lines) {
+        entries.push_back({record, static_cast<uint32_t>(runs.size()), static_cast<uint32_t>(lines.size())});
+        runs.insert(runs.end(), lines.begin(), lines.end());
+    }
+};
+extern PublishedDefinitions g_published;
 constexpr size_t kCacheSize = 4096;
 extern CacheSlot g_cache[kCacheSize];  // C functions by PyMethodDef*
 

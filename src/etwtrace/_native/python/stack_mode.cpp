@@ -13,6 +13,7 @@
 // call of a function allocates its thunk and publishes it (perf map, jitdump, USDT `function`).
 #include <unistd.h>
 
+#include <climits>
 #include <cstdint>
 #include <ctime>
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #include "symbols/safe_file.h"
 #include "symbols/symbol_writer.h"
 #include "thunks/arena.h"
+#include "thunks/stack_segments.h"
 #include "thunks/thunk.h"
 
 namespace etwtrace::py {
@@ -42,7 +44,6 @@ struct StackState {
     FunctionRegistry* registry = nullptr;
     compat::EvalFrameFunction previous = nullptr;
     compat::EvalFrameFunction evaluator = nullptr;  // what thunks call: the default evaluator
-    std::vector<FunctionRecord*> with_thunks;  // in publication order: the publisher's source
     bool enabled = false;
     bool fork_handlers = false;
 };
@@ -73,7 +74,7 @@ __attribute__((noinline)) void note_thread() {
 symbols::CodeSymbol code_symbol(const FunctionRecord& record) {
     symbols::CodeSymbol symbol;
     symbol.address = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(record.thunk));
-    symbol.size = record.thunk_size;
+    symbol.size = static_cast<uint32_t>(thunks::kThunkSize);
     symbol.name = "py::" + record.qualname + ":" + record.filename();
     symbol.filename = record.filename();
     symbol.line = record.first_line;
@@ -92,16 +93,87 @@ void* assign_thunk(FunctionRecord& record) {
         return nullptr;
     }
     record.thunk = thunk;
-    record.thunk_size = static_cast<uint32_t>(thunks::kThunkSize);
     auto address = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(thunk));
     state.publisher->publish(code_symbol(record));
-    state.with_thunks.push_back(&record);
-    probes::function(record.id, address, address + record.thunk_size, record.first_line,
+    probes::function(record.id, address, address + thunks::kThunkSize, record.first_line,
                      record.filename().c_str(), record.qualname.c_str(), record.is_python ? 1 : 0);
     return thunk;
 }
 
-// Everything but the fast path: thread notes, first calls, functions not traced.
+// ---- deep recursion ----------------------------------------------------------------------------
+// Two costs a hooked call has that the same call, inlined by the eval loop, has not (3.11+):
+// C stack (thunks/stack_segments.h) and, on 3.12/3.13, C recursion budget (compat.h,
+// kEvalEntryCUnits). The budget is credited back only for calls untraced would have inlined:
+// those made by the parent frame's own eval loop, with nothing charged in between. The parent's
+// evaluation records the budget its body runs with (t_parent_body_budget); a child hooked while
+// the budget still has that value was called with no charging C function between (a call
+// through __call__, __init__, repr() or any C recursion check charged a unit and is not
+// credited: untraced it costs the eval entry too). Calls from C functions that charge nothing
+// (map(), sorted(key=...)) cannot be told apart from inlined calls and are credited.
+
+thread_local int t_parent_body_budget __attribute__((tls_model("initial-exec"))) = INT_MIN;
+
+class CRecursionCredit {
+public:
+    explicit CRecursionCredit(PyThreadState* tstate) : tstate_(tstate) {
+        if constexpr (compat::kEvalEntryCUnits > 0) {
+            saved_ = t_parent_body_budget;
+            int budget = compat::c_recursion_remaining(tstate);
+            credited_ = budget == saved_;
+            if (credited_) {
+                compat::add_c_recursion_remaining(tstate, compat::kEvalEntryCUnits);
+            }
+            // What this frame's body runs with, once the evaluator has charged its entry.
+            t_parent_body_budget = credited_ ? budget : budget - compat::kEvalEntryCUnits;
+        }
+    }
+    ~CRecursionCredit() {
+        if constexpr (compat::kEvalEntryCUnits > 0) {
+            if (credited_) {
+                compat::add_c_recursion_remaining(tstate_, -compat::kEvalEntryCUnits);
+            }
+            t_parent_body_budget = saved_;
+        }
+    }
+    CRecursionCredit(const CRecursionCredit&) = delete;
+    CRecursionCredit& operator=(const CRecursionCredit&) = delete;
+
+private:
+    [[maybe_unused]] PyThreadState* tstate_;
+    [[maybe_unused]] int saved_ = 0;
+    [[maybe_unused]] bool credited_ = false;
+};
+
+struct SegmentCall {
+    ThunkFunction thunk;  // nullptr: the evaluator itself (a function with no thunk)
+    PyThreadState* tstate;
+    compat::EvalFrame* frame;
+    int throwflag;
+    PyObject* result;
+};
+
+void run_segment_call(void* arg) {
+    auto* call = static_cast<SegmentCall*>(arg);
+    call->result = call->thunk ? call->thunk(call->tstate, call->frame, call->throwflag, state.evaluator)
+                               : state.evaluator(call->tstate, call->frame, call->throwflag);
+}
+
+// Evaluates `frame` (through `thunk`, if not null) on this stack, or on a fresh segment when
+// this one is nearly used up.
+__attribute__((noinline)) PyObject* evaluate(ThunkFunction thunk, PyThreadState* tstate, compat::EvalFrame* frame,
+                                             int throwflag) {
+    CRecursionCredit credit(tstate);
+    if (compat::kHookedCallsNeedStackCheck && !thunks::stack_has_room() && !thunks::stack_has_room_slow()) {
+        SegmentCall call{thunk, tstate, frame, throwflag, nullptr};
+        if (thunks::call_on_fresh_segment(&run_segment_call, &call)) {
+            return call.result;
+        }
+        // No memory for a segment: go on here; the stack still has its reserve.
+    }
+    return thunk ? thunk(tstate, frame, throwflag, state.evaluator) : state.evaluator(tstate, frame, throwflag);
+}
+
+// Everything but the fast path: thread notes, first calls, functions not traced, low stack.
 __attribute__((noinline)) PyObject* stack_eval_frame_slow(PyThreadState* tstate, compat::EvalFrame* frame,
                                                           int throwflag) {
     if (probes::thread_enabled()) {
@@ -117,21 +189,24 @@ __attribute__((noinline)) PyObject* stack_eval_frame_slow(PyThreadState* tstate,
                 thunk = assign_thunk(*record);
             }
             if (thunk != nullptr) {
-                return reinterpret_cast<ThunkFunction>(thunk)(tstate, frame, throwflag, state.evaluator);
+                return evaluate(reinterpret_cast<ThunkFunction>(thunk), tstate, frame, throwflag);
             }
         }
     }
-    return state.evaluator(tstate, frame, throwflag);
+    return evaluate(nullptr, tstate, frame, throwflag);
 }
 
-// The hook. Its fast path makes no call but the tail call into the thunk, so it needs no
-// frame of its own: the thunk returns straight to the interpreter that called the hook.
+// The hook. Its fast path makes no call but the one into the thunk: before 3.12 a tail call,
+// so the thunk returns straight to the interpreter that called the hook; from 3.12 on the
+// hook's frame stays, to give back the C recursion units it credited (CRecursionCredit).
 PyObject* stack_eval_frame(PyThreadState* tstate, compat::EvalFrame* frame, int throwflag) {
     if (__builtin_expect(!probes::thread_enabled(), 1)) {
         PyCodeObject* code = compat::frame_code(frame);
         if (!compat::kFrameCodeCanBeNull || __builtin_expect(code != nullptr, 1)) {
             FunctionRecord* record = state.registry->lookup_cached(code);
-            if (__builtin_expect(record != nullptr && record->thunk != nullptr, 1)) {
+            if (__builtin_expect(record != nullptr && record->thunk != nullptr, 1) &&
+                (!compat::kHookedCallsNeedStackCheck || __builtin_expect(thunks::stack_has_room(), 1))) {
+                CRecursionCredit credit(tstate);
                 return reinterpret_cast<ThunkFunction>(record->thunk)(tstate, frame, throwflag, state.evaluator);
             }
         }
@@ -199,9 +274,8 @@ bool initialise_state() {
     state.arena = new thunks::ThunkArena(64 * 1024, salt_seed());
     state.publisher = new symbols::SymbolPublisher();
     state.publisher->set_source([](const std::function<void(const symbols::CodeSymbol&)>& emit) {
-        for (const FunctionRecord* record : state.with_thunks) {
-            emit(code_symbol(*record));
-        }
+        // Live and pooled records (function_registry.h): every name a thunk still answers to.
+        state.registry->for_each_with_thunk([&](const FunctionRecord& record) { emit(code_symbol(record)); });
     });
     state.publisher->add_writer(symbols::make_perf_map_writer("/tmp"));
     const thunks::UnwindInfo& unwind = thunks::thunk_unwind_info();

@@ -2,7 +2,8 @@
 // includes this header, never an architecture's own.
 //
 // Each architecture provides, in thunks/thunk_<arch>.{h,cpp}: kThunkCodeSize, kThunkSize,
-// kReturnOffset, write_thunk(), thunk_unwind_info() and thunk_stride() (see thunk_x86_64.h),
+// kReturnOffset, write_thunk(), thunk_unwind_info(), thunk_stride(), stack_pointer() and
+// etwtrace_call_on_stack() (see thunk_x86_64.h; the last in thunks/stack_switch_<arch>.cpp),
 // and this header adds the ELF machine number jitdump records carry for its code.
 #pragma once
 

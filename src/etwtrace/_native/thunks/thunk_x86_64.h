@@ -46,3 +46,17 @@ const UnwindInfo& thunk_unwind_info();
 size_t thunk_stride();
 
 }  // namespace etwtrace::thunks
+
+// ---- running on another stack (thunks/stack_segments.*) -------------------------------------
+
+// The current stack pointer.
+inline uintptr_t stack_pointer() {
+    uintptr_t sp;
+    asm volatile("mov %%rsp, %0" : "=r"(sp));
+    return sp;
+}
+
+// Calls fn(arg) with the stack pointer at `stack_top` (16-byte aligned), then returns on the
+// caller's stack. Its frame keeps %rbp pointing at the caller's, with CFI saying so, so frame
+// pointer and DWARF stack walks go on from the new stack into the old one.
+extern "C" void etwtrace_call_on_stack(void* arg, void (*fn)(void*), void* stack_top);
