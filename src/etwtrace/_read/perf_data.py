@@ -231,10 +231,21 @@ class PerfEvent(Event):
     `stack_key` ((pid, stack id, generation), None without a stack) names it without building
     it: `frame_tuples()` gives its frames as (address, symbol, module, function), leaf first."""
 
-    __slots__ = ("stack_key", "_tables")
+    __slots__ = ("stack_key", "_tables", "_frames")
 
     def frame_tuples(self):
         return self._tables.frame_tuples(self.stack_key) if self.stack_key is not None else []
+
+    @property
+    def stack(self):
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = self._tables.stack(self.stack_key) if self.stack_key is not None else []
+        return frames
+
+    @stack.setter
+    def stack(self, frames):
+        self._frames = list(frames)
 
 
 class _StreamTables(_Decoder):
@@ -271,8 +282,8 @@ class _StreamTables(_Decoder):
                 continue
             if stack_id >= 0:
                 event.stack_key = (pid, stack_id, generation(pid))
-                event._tables = event._stack_source = self
-                event._stack_node = event.stack_key
+                event._tables = self
+                event._frames = None  # built from the tables when first read
             else:
                 event.stack_key = None
             yield event
