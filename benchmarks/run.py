@@ -157,14 +157,13 @@ def bench_version(env, args, workloads):
 
 def idle_summary(vr, workloads):
     name = "etwtrace loaded, idle"
-    ratios = [vr["runs"][w][name]["ratio"] for w in workloads if "ratio" in vr["runs"][w].get(name, {})]
-    if not ratios:
-        return None
-    text = f"time ratio {min(ratios):.2f}-{max(ratios):.2f} over the workloads (geometric mean {render.geomean(ratios):.3f})"
+    ratios = [vr["runs"][w][name]["ratio"] for w in workloads if "ratio" in vr["runs"].get(w, {}).get(name, {})]
+    text = (f"time ratio {min(ratios):.2f}-{max(ratios):.2f} over the workloads (geometric mean "
+            f"{render.geomean(ratios):.3f})" if ratios else "")
     c, u = vr["callgrind"].get(name, {}), vr["callgrind"].get("untraced", {})
     if "per_call" in c and "per_call" in u:
         text += f"; {c['per_call'] - u['per_call']:+.1f} instructions per fib call against untraced"
-    return text
+    return text.lstrip("; ") or None
 
 
 def print_ratios(vr, workloads):
