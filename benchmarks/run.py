@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -157,14 +158,14 @@ def bench_version(env, args, workloads):
 
 def idle_summary(vr, workloads):
     name = "etwtrace loaded, idle"
-    ratios = [vr["runs"][w][name]["ratio"] for w in workloads if "ratio" in vr["runs"][w].get(name, {})]
-    if not ratios:
-        return None
-    text = f"time ratio {min(ratios):.2f}-{max(ratios):.2f} over the workloads (geometric mean {render.geomean(ratios):.3f})"
-    c, u = vr["callgrind"].get(name, {}), vr["callgrind"].get("untraced", {})
+    ratios = [vr["runs"][w][name]["ratio"] for w in workloads if "ratio" in vr["runs"].get(w, {}).get(name, {})]
+    text = (f"time ratio {min(ratios):.2f}-{max(ratios):.2f} over the workloads (geometric mean "
+            f"{render.geomean(ratios):.3f})" if ratios else "")
+    calls = vr.get("callgrind", {})
+    c, u = calls.get(name, {}), calls.get("untraced", {})
     if "per_call" in c and "per_call" in u:
         text += f"; {c['per_call'] - u['per_call']:+.1f} instructions per fib call against untraced"
-    return text
+    return text.lstrip("; ") or None
 
 
 def print_ratios(vr, workloads):
@@ -253,7 +254,8 @@ def main(argv=None):
     if unknown:
         parser.exit(2, f"run.py: unknown workload {', '.join(unknown)}; choose from {', '.join(NAMES)}\n")
     if args.tools:
-        args.tools = set(args.tools.split(",")) | {"untraced"}
+        # Commas separate names, but a comma followed by a space belongs to one ("etwtrace loaded, idle").
+        args.tools = set(re.split(r",(?! )", args.tools)) | {"untraced"}
         unknown = args.tools - {t.name for t in tools.TOOLS}
         if unknown:
             parser.exit(2, f"run.py: unknown tool {', '.join(sorted(unknown))}; the tools are: "
