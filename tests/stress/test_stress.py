@@ -24,11 +24,6 @@ TIMEOUT = 3600 if LONG else 180
 MODES = {"stack": ["--stack"], "instrumented": ["--instrument"]}
 V = sys.version_info[:2]
 
-# The defect in the launcher's and the recursion hooks' accounting: a traced program reaches a
-# smaller recursion depth than untraced (the launcher's own frames count against the limit, and
-# on 3.12 stack mode each hooked call also uses up the C recursion budget).
-RECURSION_DEFECT = "known defect: the traced program's recursion depth is smaller than untraced"
-
 # Found by this suite (own_tracers.py, every CPython): under --instrument a program's own
 # sys.setprofile(hook) first receives ("c_return", sys.setprofile) for the very call that
 # installed it. Untraced, that call started with no profiler, so CPython sends no c_return;
@@ -56,8 +51,6 @@ def flaky_defect(program, mode):
 
 def known_defect(program, mode):
     """The reason a (program, mode) is a known, not yet fixed defect on this CPython, or None."""
-    if program in ("recursion_default", "recursion_raised"):
-        return RECURSION_DEFECT
     if program == "own_tracers" and mode == "instrumented":
         return SETPROFILE_DEFECT
     return None
