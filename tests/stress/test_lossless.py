@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from etwtrace._read import TraceFile
-from etwtrace._read import trace_file as trace_file_module
 
 LOAD = Path(__file__).resolve().parent / "load" / "lossless_load.py"
 LONG = os.environ.get("ETWTRACE_STRESS") == "long"
@@ -32,20 +31,17 @@ def run(args, env, cwd):
 
 
 def count_calls(path):
-    """{(thread id, function name): [pushes, pops]} straight from the native reader."""
+    """{(thread id, function name): [pushes, pops]} from the streamed events."""
     trace = TraceFile(path)
     names = {}
-    for function_id, name, *_ in trace._function_list:
-        names[function_id] = name
     counts = collections.defaultdict(lambda: [0, 0])
-    push, pop = trace_file_module._PUSH, trace_file_module._POP
-    total = trace.info["events"]
-    for start in range(0, total, 1 << 16):
-        for kind, _ts, tid, fid, *_ in trace._native._trace_events(trace._trace, start, 1 << 16):
-            if kind == push:
-                counts[(tid, names.get(fid))][0] += 1
-            elif kind == pop:
-                counts[(tid, names.get(fid))][1] += 1
+    for event in trace.events(names={"PythonFunctionPush", "PythonFunctionPop"}):
+        fid = event["FunctionID"]
+        name = names.get(fid)
+        if name is None:
+            function = trace.function_event(fid)
+            name = names[fid] = function["Name"] if function is not None else None
+        counts[(event.thread_id, name)][event.name == "PythonFunctionPop"] += 1
     return trace, counts
 
 
