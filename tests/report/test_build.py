@@ -161,7 +161,8 @@ def test_marks_and_ranges(request, mode):
     marks = {(m.kind, m.text): m for m in profile.marks}
     assert ("mark", "begin") in marks and ("mark", "end") in marks
     burn, zlib = marks[("range", "burn")], marks[("range", "zlib")]
-    assert 0.9e9 <= burn.end_ns - burn.start_ns <= 3e9
+    # 1 s of CPU time: at least 1 s of wall time, more on a loaded machine.
+    assert 0.9e9 <= burn.end_ns - burn.start_ns <= 30e9
     assert burn.end_ns <= zlib.start_ns
     assert re.search(r"range\s+zlib\s+[\d,.]+ ms", render(profile))
 
