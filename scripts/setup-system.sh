@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   linux-perf          # perf record / inject / script
   systemtap-sdt-dev   # <sys/sdt.h>: the USDT probes
+  libunwind-dev       # the sampler mode's native stacks (local unwinding in the signal handler)
   libgtest-dev        # GoogleTest for the C++ units
   g++ cmake ninja-build
   clang               # libFuzzer for the trace-reader fuzz target
