@@ -13,7 +13,10 @@ from .._schema import STACK_SAMPLE
 from .events import Event, Frame, mark_opcode
 
 # Native event kinds (reader/trace_reader.h: reader::Kind).
-_PUSH, _POP, _FUNCTION, _MARK, _THREAD_START, _THREAD_STOP = 1, 2, 3, 4, 5, 6
+_PUSH, _POP, _FUNCTION, _MARK, _THREAD_START, _THREAD_STOP, _SAMPLE = 1, 2, 3, 4, 5, 6, 7
+# Sample flags (format/trace_format.h: kSample*).
+_WALL_CLOCK, _REQUESTED = 0x01, 0x10
+_SOURCES = {"task-clock": "task-clock", "timer-cpu-clock": "cpu-clock", "timer-wall-clock": "wall-clock"}
 _BATCH = 65536
 
 
@@ -50,6 +53,10 @@ class TraceFile:
         self.functions = {f[0]: f for f in self._function_list}
         self._function_events = {}
         self._stack_cache = {}
+        self.sampler = native._trace_sampler_stats(self._trace)
+        self._symbols = {s[0]: s for s in native._trace_symbols(self._trace)} if self.sampler is not None else {}
+        self._sample_frames = {}
+        self._sample_stacks = {}
 
     @property
     def lost_events(self):
@@ -79,11 +86,38 @@ class TraceFile:
                 self._stack_cache[node] = frames
         return frames
 
+    def sample_frame(self, is_native, ident, line):
+        """The Frame of one sampled frame: a Python function at a line, or a native symbol."""
+        key = (is_native, ident, line)
+        frame = self._sample_frames.get(key)
+        if frame is None:
+            if is_native:
+                _id, kernel, address, module, symbol = self._symbols.get(ident, (ident, False, 0, "", ""))
+                frame = Frame(address, symbol or None, module or ("[kernel.kallsyms]" if kernel else None))
+            else:
+                function = self.function_event(ident)
+                frame = Frame(function["BeginAddress"], function=function, line=line)
+            self._sample_frames[key] = frame
+        return frame
+
+    def sample_stack(self, node):
+        """The frames of a sample, leaf first (shared tuples: stacks repeat)."""
+        frames = self._sample_stacks.get(node)
+        if frames is None:
+            frames = tuple(self.sample_frame(*f) for f in self._native._trace_sample_stack(self._trace, node))
+            if len(self._sample_stacks) < 100000:
+                self._sample_stacks[node] = frames
+        return frames
+
     def events(self, thread_ids=None, names=None):
         """Events of this file in timestamp order, optionally only of these threads / names."""
         pid = self.pid
         total = self.info["events"]
         functions = self._function_list
+        requested = {}
+        stats = self.sampler or {}
+        period = stats.get("period_ns", 0)
+        clock_event = _SOURCES.get(stats.get("source"), "task-clock")
         for start in range(0, total, _BATCH):
             for kind, ts, tid, fid, caller, caller_line, mark_kind, detail, node in self._native._trace_events(
                 self._trace, start, _BATCH
@@ -100,10 +134,34 @@ class TraceFile:
                 elif kind == _FUNCTION:
                     name = "PythonFunction"
                     fields = _function_fields(*functions[detail])
+                elif kind == _SAMPLE:
+                    if mark_kind & _REQUESTED:
+                        requested[tid] = node  # the stack of the PythonStackSample that follows
+                        continue
+                    if names is not None and "SampledProfile" not in names:
+                        continue
+                    event = Event("SampledProfile", pid, tid, ts, {
+                        "Event": "wall-clock" if mark_kind & _WALL_CLOCK else clock_event,
+                        "Period": period}, (), "Info")
+                    if node is not None:
+                        event._stack_source = _SampleStacks(self)
+                        event._stack_node = node
+                    yield event
+                    continue
                 elif kind == _MARK:
                     name = "PythonStackSample" if mark_kind == STACK_SAMPLE else "PythonMark"
                     opcode = mark_opcode(mark_kind)
                     fields = {"Mark": detail}
+                    if mark_kind == STACK_SAMPLE and self.sampler is not None:
+                        if names is not None and name not in names:
+                            continue
+                        event = Event(name, pid, tid, ts, fields, (), opcode)
+                        sampled = requested.pop(tid, None)
+                        if sampled is not None:
+                            event._stack_source = _SampleStacks(self)
+                            event._stack_node = sampled
+                        yield event
+                        continue
                 elif kind in (_THREAD_START, _THREAD_STOP):
                     name = "PythonThread"
                     opcode = "Start" if kind == _THREAD_START else "Stop"
@@ -113,6 +171,18 @@ class TraceFile:
                 if names is not None and name not in names:
                     continue
                 yield Event.with_lazy_stack(name, pid, tid, ts, fields, opcode, self, node)
+
+
+class _SampleStacks:
+    """Event.stack's lazy source for samples: their nodes are the sampler's prefix tree."""
+
+    __slots__ = ("trace",)
+
+    def __init__(self, trace):
+        self.trace = trace
+
+    def stack(self, node):
+        return self.trace.sample_stack(node)
 
 
 def _function_fields(function_id, name, source_file, line, is_python, begin, end):

@@ -171,6 +171,76 @@ PyObject* py_trace_stack(PyObject*, PyObject* args) {
     return tuple;
 }
 
+// ---- the sampler's samples -----------------------------------------------------------------
+
+// The stack of a sample node as a tuple of (is_native, id, line), leaf first: id is a
+// FunctionID (Python frames, line = the line running) or a NativeSymbol id (_trace_symbols).
+PyObject* py_trace_sample_stack(PyObject*, PyObject* args) {
+    PyObject* capsule = nullptr;
+    unsigned long node = 0;
+    if (!PyArg_ParseTuple(args, "Ok:_trace_sample_stack", &capsule, &node)) {
+        return nullptr;
+    }
+    reader::TraceData* t = trace_from(capsule);
+    if (!t) {
+        return nullptr;
+    }
+    std::vector<const reader::SampleNode*> path;
+    for (uint32_t n = static_cast<uint32_t>(node); n != reader::kNoNode && n < t->sample_nodes.size();
+         n = t->sample_nodes[n].parent) {
+        path.push_back(&t->sample_nodes[n]);
+    }
+    PyObject* tuple = PyTuple_New(static_cast<Py_ssize_t>(path.size()));
+    for (size_t i = 0; tuple && i < path.size(); ++i) {
+        PyObject* item = Py_BuildValue("(NIi)", PyBool_FromLong(path[i]->frame & 1), path[i]->frame >> 1, path[i]->line);
+        if (!item) {
+            Py_CLEAR(tuple);
+            break;
+        }
+        PyTuple_SET_ITEM(tuple, static_cast<Py_ssize_t>(i), item);
+    }
+    return tuple;
+}
+
+// [(id, is_kernel, address, module, symbol), ...]: the native frames samples name.
+PyObject* py_trace_symbols(PyObject*, PyObject* capsule) {
+    reader::TraceData* t = trace_from(capsule);
+    if (!t) {
+        return nullptr;
+    }
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(t->symbols.size()));
+    for (size_t i = 0; list && i < t->symbols.size(); ++i) {
+        const reader::NativeSymbol& s = t->symbols[i];
+        PyObject* item = Py_BuildValue("(INKNN)", s.id, PyBool_FromLong(s.kernel), static_cast<unsigned long long>(s.address),
+                                       utf8_or_replace(s.module), utf8_or_replace(s.symbol));
+        if (!item) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), item);
+    }
+    return list;
+}
+
+// The SamplerStats record as a dict, or None when the file has none.
+PyObject* py_trace_sampler_stats(PyObject*, PyObject* capsule) {
+    reader::TraceData* t = trace_from(capsule);
+    if (!t) {
+        return nullptr;
+    }
+    const reader::SamplerStats& s = t->sampler;
+    if (!s.present) {
+        Py_RETURN_NONE;
+    }
+    static const char* sources[] = {"task-clock", "timer-cpu-clock", "timer-wall-clock"};
+    using ull = unsigned long long;
+    return Py_BuildValue("{sKsKsKsKsKsssKsK}", "samples", static_cast<ull>(s.samples), "dropped",
+                         static_cast<ull>(s.dropped), "unresolved_frames", static_cast<ull>(s.unresolved_frames),
+                         "truncated", static_cast<ull>(s.truncated), "period_ns", static_cast<ull>(s.period_ns),
+                         "source", s.source < 3 ? sources[s.source] : "unknown", "threads",
+                         static_cast<ull>(s.threads), "unknown_nodes", static_cast<ull>(t->unknown_sample_nodes));
+}
+
 // ---- _trace_aggregate -------------------------------------------------------------------------
 // _trace_aggregate(path) -> dict, the whole trace summarised without keeping its events
 // (reader/trace_aggregate.h):
@@ -308,6 +378,11 @@ PyMethodDef trace_data_methods[] = {
     {"_trace_functions", py_trace_functions, METH_O, "_trace_functions(trace)\n\nFunction definitions."},
     {"_trace_events", py_trace_events, METH_VARARGS, "_trace_events(trace, start, count)\n\nEvent tuples."},
     {"_trace_stack", py_trace_stack, METH_VARARGS, "_trace_stack(trace, node)\n\nFunctionIDs, leaf first."},
+    {"_trace_sample_stack", py_trace_sample_stack, METH_VARARGS,
+     "_trace_sample_stack(trace, node)\n\n(is_native, id, line) per frame of a sample, leaf first."},
+    {"_trace_symbols", py_trace_symbols, METH_O, "_trace_symbols(trace)\n\nThe native frames of samples."},
+    {"_trace_sampler_stats", py_trace_sampler_stats, METH_O,
+     "_trace_sampler_stats(trace)\n\nThe sampler's counters, or None."},
     {"_trace_aggregate", py_trace_aggregate, METH_VARARGS,
      "_trace_aggregate(path)\n\nSummarise a trace file without keeping its events: a dict with 'info', "
      "'python_version', 'threads', 'functions', 'nodes' [(parent, function_id)], 'stacks' [(thread_id, node, "

@@ -202,6 +202,9 @@ public:
                 out_.marks.push_back(AggregateMark{now, ts.index, raw.value, std::string(raw.text)});
                 break;
             case format::EventTag::Thread:
+            case format::EventTag::StackNode:  // samples: read() streams them to the report
+            case format::EventTag::NativeSymbol:
+            case format::EventTag::Sample:
                 break;
             }
         }

@@ -119,13 +119,57 @@ public:
                 e.kind = raw.value ? Kind::ThreadStart : Kind::ThreadStop;
                 e.stack = ts.top;
                 break;
+            case format::EventTag::StackNode: {
+                // Parents hold file node ids until finish() maps them to indexes.
+                node_index_[raw.node] = static_cast<uint32_t>(out_.sample_nodes.size());
+                node_parent_ids_.push_back(raw.parent);
+                out_.sample_nodes.push_back(reader::SampleNode{kNoNode, static_cast<uint32_t>(raw.frame),
+                                                               static_cast<int32_t>(raw.line)});
+                continue;
+            }
+            case format::EventTag::NativeSymbol:
+                out_.symbols.push_back(NativeSymbol{raw.function_id, (raw.value & format::kSymbolIsKernel) != 0,
+                                                    raw.parent, std::string(raw.module), std::string(raw.text)});
+                continue;
+            case format::EventTag::Sample:
+                e.kind = Kind::Sample;
+                e.mark_kind = raw.value;
+                e.function_id = 0;
+                sample_node_ids_.push_back(raw.node);
+                e.stack = static_cast<uint32_t>(sample_node_ids_.size() - 1);  // until finish()
+                break;
             }
             events.push_back(e);
         }
         return true;
     }
 
+    void finish_samples() {
+        auto index_of = [&](uint64_t id) -> uint32_t {
+            if (id == 0) {
+                return kNoNode;
+            }
+            auto it = node_index_.find(id);
+            if (it == node_index_.end()) {
+                ++out_.unknown_sample_nodes;
+                return kNoNode;
+            }
+            return it->second;
+        };
+        for (size_t i = 0; i < out_.sample_nodes.size(); ++i) {
+            uint32_t parent = index_of(node_parent_ids_[i]);
+            // Parents are defined before their children: a later index would be a cycle.
+            out_.sample_nodes[i].parent = parent < i ? parent : kNoNode;
+        }
+        for (Event& e : out_.events) {
+            if (e.kind == Kind::Sample) {
+                e.stack = index_of(sample_node_ids_[e.stack]);
+            }
+        }
+    }
+
     void finish(const ReadOptions& options) {
+        finish_samples();
         const wire::TickClock clock(out_.header, std::move(syncs_));
         size_t segment = 0;
         for (Event& e : out_.events) {
@@ -161,6 +205,9 @@ private:
     TraceData& out_;
     std::unordered_map<uint64_t, ThreadState> threads_;
     Function function_;  // the definition being decoded
+    std::unordered_map<uint64_t, uint32_t> node_index_;  // file node id -> sample_nodes index
+    std::vector<uint64_t> node_parent_ids_;
+    std::vector<uint64_t> sample_node_ids_;
 };
 
 }  // namespace
@@ -213,6 +260,17 @@ bool decode(const uint8_t* data, size_t size, TraceData& out, const ReadOptions&
                     out.lost_events = std::max(out.lost_events, lost);
                 } else {
                     decoder.record_error("malformed end record", record_offset);
+                }
+                break;
+            }
+            case format::RecordType::SamplerStats: {
+                SamplerStats& st = out.sampler;
+                if (body.varint(st.samples) && body.varint(st.dropped) && body.varint(st.unresolved_frames) &&
+                    body.varint(st.truncated) && body.varint(st.period_ns) && body.u8(st.source) &&
+                    body.varint(st.threads)) {
+                    st.present = true;
+                } else {
+                    decoder.record_error("malformed sampler stats record", record_offset);
                 }
                 break;
             }

@@ -22,6 +22,7 @@ enum class Kind : uint8_t {
     Mark = 4,         // PythonMark (mark_kind 0-2) or PythonStackSample (mark_kind 3)
     ThreadStart = 5,
     ThreadStop = 6,
+    Sample = 7,       // the sampler's SampledProfile: stack = a sample_nodes index, mark_kind = flags
 };
 
 inline constexpr uint32_t kNoNode = 0xffffffffu;
@@ -58,6 +59,27 @@ struct StackNode {
     uint32_t function_id = 0;
 };
 
+// The sampler's stacks: a prefix tree, leaf to root through `parent` (kNoNode: the root).
+struct SampleNode {
+    uint32_t parent = kNoNode;
+    uint32_t frame = 0;  // id << 1 | is_native (format::EventTag::StackNode)
+    int32_t line = 0;
+};
+
+struct NativeSymbol {
+    uint32_t id = 0;
+    bool kernel = false;
+    uint64_t address = 0;
+    std::string module;
+    std::string symbol;
+};
+
+struct SamplerStats {
+    bool present = false;
+    uint64_t samples = 0, dropped = 0, unresolved_frames = 0, truncated = 0, period_ns = 0, threads = 0;
+    uint8_t source = 0;
+};
+
 struct TraceData {
     format::FileHeader header;
     std::string python_version;
@@ -67,6 +89,10 @@ struct TraceData {
     std::vector<std::string> marks;
     std::vector<StackNode> nodes;
     std::vector<uint64_t> thread_ids;  // native thread ids (gettid)
+    std::vector<SampleNode> sample_nodes;
+    std::vector<NativeSymbol> symbols;
+    SamplerStats sampler;
+    uint64_t unknown_sample_nodes = 0;  // samples or nodes naming a node never defined
     uint64_t chunks = 0;
     uint64_t lost_events = 0;       // from LOSS/END records: events the writer could not store
     uint64_t unmatched_pops = 0;    // pops whose function is not the top of its thread's stack

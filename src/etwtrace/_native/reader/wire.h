@@ -94,7 +94,12 @@ struct RawEvent {
     uint32_t caller = 0;         // push
     uint32_t caller_offset = 0;  // push: bytecode offset in the caller
     uint8_t value = 0;           // Mark: kind; Thread: 1 start, 0 stop
-    std::string_view text;       // Mark: text (points into the file)
+    std::string_view text;       // Mark: text; NativeSymbol: symbol (point into the file)
+    std::string_view module;     // NativeSymbol: module
+    uint64_t node = 0;           // StackNode: node; Sample: leaf node
+    uint64_t parent = 0;         // StackNode: parent node; NativeSymbol: address
+    uint64_t frame = 0;          // StackNode: frame
+    int64_t line = 0;            // StackNode: line
 };
 
 // Decodes the event at `c`, advancing `ticks` by its delta. False on malformed input (the
@@ -161,6 +166,19 @@ __attribute__((always_inline)) inline bool event(Cursor& c, uint64_t& ticks, Raw
         return c.u8(e.value) && e.value <= 3 && c.string(e.text);
     case format::EventTag::Thread:
         return c.u8(e.value);
+    case format::EventTag::StackNode: {
+        uint64_t line = 0;
+        if (!c.varint(e.node) || !c.varint(e.parent) || !c.varint(e.frame) || !c.varint(line)) {
+            return false;
+        }
+        e.line = format::unzigzag(line);
+        return e.node != 0 && e.line >= INT32_MIN && e.line <= INT32_MAX;
+    }
+    case format::EventTag::NativeSymbol:
+        return c.varint32(e.function_id) && c.u8(e.value) && c.varint(e.parent) && c.string(e.module) &&
+               c.string(e.text);
+    case format::EventTag::Sample:
+        return c.varint(e.node) && c.u8(e.value);
     }
     return false;  // unknown event tags cannot be skipped: their size is unknown
 }

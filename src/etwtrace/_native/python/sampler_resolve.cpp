@@ -1,0 +1,173 @@
+// sampler_resolve.cpp - a thread's raw samples -> functions, lines and stack nodes.
+//
+// The signal handler records code object pointers it cannot keep alive (no refcounting in a
+// handler). A code object can die between the sample and its resolution, and another can be
+// allocated at the same address; a sample must then not be read as that other function. So
+// the code type's deallocator is wrapped: it counts deaths (g_code_deaths, which each sample
+// copies when taken) and, while sampling, logs the dying pointer with its death number. At
+// resolution a pointer that died after its sample was taken is an unresolved frame
+// ([freed code object], counted); one that died before was already reused by the live code
+// object the sample saw. Deaths and resolution both happen under the GIL, so the log is
+// cleared after every complete drain.
+//
+// Functions come from the shared FunctionRegistry (ids, qualified names, ignore()/include()
+// filters); lines from PyCode_Addr2Line of the sampled instruction, cached per offset. Stacks
+// are a prefix tree of (parent, frame, line) nodes shared by all threads, so a stack seen
+// again costs one varint in the file.
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "python/function_registry.h"
+#include "python/sampler_state.h"
+
+namespace etwtrace::py::sampling {
+
+std::atomic<uint64_t> g_code_deaths{0};
+
+namespace {
+
+destructor g_original_code_dealloc = nullptr;
+bool g_logging_deaths = false;
+auto* g_deaths = new std::unordered_map<const void*, uint64_t>();
+
+void code_dealloc(PyObject* code) {
+    uint64_t death = g_code_deaths.load(std::memory_order_relaxed) + 1;
+    g_code_deaths.store(death, std::memory_order_release);
+    if (g_logging_deaths) {
+        (*g_deaths)[code] = death;
+    }
+    g_original_code_dealloc(code);
+}
+
+struct NodeKey {
+    uint64_t parent;
+    uint64_t frame;
+    int32_t line;
+    bool operator==(const NodeKey& o) const { return parent == o.parent && frame == o.frame && line == o.line; }
+};
+struct NodeHash {
+    size_t operator()(const NodeKey& k) const {
+        uint64_t h = k.parent * 0x9E3779B97F4A7C15ull ^ (k.frame + 0x632BE59BD9B4E019ull) * 0xBF58476D1CE4E5B9ull;
+        return static_cast<size_t>(h ^ (static_cast<uint64_t>(static_cast<uint32_t>(k.line)) << 17) ^ (h >> 29));
+    }
+};
+
+auto* g_nodes = new std::unordered_map<NodeKey, uint64_t, NodeHash>();
+auto* g_lines = new std::unordered_map<uint64_t, int32_t>();  // function id << 32 | offset -> line
+auto* g_defined = new std::unordered_set<uint32_t>();  // FunctionIDs defined in this file
+uint64_t g_next_node = 1;
+constexpr uint32_t kUnresolvedFunction = 0;  // FunctionIDs from the registry start at 1
+
+uint64_t intern(trace::ThreadBuffer& buffer, uint64_t parent, uint64_t frame, int32_t line) {
+    auto [it, added] = g_nodes->try_emplace(NodeKey{parent, frame, line}, g_next_node);
+    if (added) {
+        ++g_next_node;
+        buffer.stack_node(it->second, parent, frame, line);
+    }
+    return it->second;
+}
+
+int32_t line_of(FunctionRecord* record, PyCodeObject* code, uint64_t instr) {
+    int offset = compat::sampled_offset(code, instr);
+    uint64_t key = static_cast<uint64_t>(record->id) << 32 | static_cast<uint32_t>(offset);
+    auto it = g_lines->find(key);
+    if (it != g_lines->end()) {
+        return it->second;
+    }
+    int line = PyCode_Addr2Line(code, offset);
+    if (line < 0) {
+        line = record->first_line;  // no line (an artificial instruction): the function's
+    }
+    g_lines->emplace(key, line);
+    return line;
+}
+
+}  // namespace
+
+bool install_code_death_hook() {
+    if (g_original_code_dealloc) {
+        return true;
+    }
+    destructor* slot = compat::code_type_dealloc_slot();
+    g_original_code_dealloc = *slot;
+    *slot = code_dealloc;
+    return registry().initialise();
+}
+
+void resolver_reset() {
+    g_nodes->clear();
+    g_lines->clear();
+    g_defined->clear();
+    g_deaths->clear();
+    g_next_node = 1;
+    g_logging_deaths = true;
+}
+
+void resolver_stop() {
+    g_logging_deaths = false;
+    g_deaths->clear();
+}
+
+void resolver_clear_deaths() { g_deaths->clear(); }
+
+namespace {
+
+// The function's definition, the first time this file mentions it.
+void define(trace::ThreadBuffer& buffer, FunctionRecord* record) {
+    if (g_defined->insert(record ? record->id : kUnresolvedFunction).second) {
+        if (record) {
+            buffer.function(record->id, record->is_python, record->first_line, 0, 0, record->filename(),
+                            record->qualname, {});
+        } else {
+            buffer.function(kUnresolvedFunction, true, 0, 0, 0, "", "[freed code object]", {});
+        }
+    }
+}
+
+}  // namespace
+
+void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters) {
+    SampleRing& ring = t.ring;
+    uint64_t tail = ring.tail.load(std::memory_order_relaxed);
+    const uint64_t head = ring.head.load(std::memory_order_acquire);
+    while (tail < head) {
+        const uint64_t header = ring.at(tail);
+        const size_t frames = static_cast<size_t>(header & 0xffff);
+        uint8_t flags = static_cast<uint8_t>(header >> 16) | extra_flags;
+        const uint64_t taken = ring.at(tail + 1);
+        const uint64_t deaths_then = ring.at(tail + 2);
+        uint64_t node = 0;
+        for (size_t i = frames; i-- > 0;) {  // root first
+            const uint64_t word = ring.at(tail + etwtrace::sampler::kHeaderWords + 2 * i);
+            const uint64_t instr = ring.at(tail + etwtrace::sampler::kHeaderWords + 2 * i + 1);
+            auto* code = reinterpret_cast<PyCodeObject*>(word & ~etwtrace::sampler::kEntryFrame);
+            auto death = g_deaths->find(code);
+            if (death != g_deaths->end() && death->second > deaths_then) {
+                flags |= format::kSampleUnresolved;
+                ++counters.unresolved_frames;
+                define(t.buffer, nullptr);
+                node = intern(t.buffer, node, uint64_t{kUnresolvedFunction} << 1, 0);
+                continue;
+            }
+            FunctionRecord* record = registry().lookup(code);
+            if (!record) {
+                continue;  // ignore()/include() or etwtrace's own code
+            }
+            define(t.buffer, record);
+            node = intern(t.buffer, node, uint64_t{record->id} << 1, line_of(record, code, instr));
+        }
+        if (flags & format::kSampleTruncated) {
+            ++counters.truncated;
+        }
+        t.buffer.sample(taken, node, flags);
+        ++counters.samples;
+        tail += etwtrace::sampler::kHeaderWords + 2 * frames;
+    }
+    ring.tail.store(tail, std::memory_order_release);
+    counters.dropped += ring.dropped.exchange(0, std::memory_order_relaxed);
+}
+
+}  // namespace etwtrace::py::sampling

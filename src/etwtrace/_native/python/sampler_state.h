@@ -1,0 +1,55 @@
+// sampler_state.h - what the sampler's two files share.
+//
+//   sampler_mode.cpp     the signal handler, the sampled threads, the drain thread, enable/
+//                        disable, fork and exit: the TracerMode "sampler"
+//   sampler_resolve.cpp  turning a thread's raw samples (code pointers, instructions) into
+//                        functions, lines and shared stack nodes in the trace file
+//
+// Everything here but the ring's producer side is used under the GIL.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "python/compat.h"
+#include "sampler/sample_ring.h"
+#include "sampler/thread_clock.h"
+#include "trace/trace_writer.h"
+
+namespace etwtrace::py::sampling {
+
+using etwtrace::sampler::SampleRing;
+using etwtrace::sampler::ThreadClock;
+
+struct SampledThread {
+    pid_t tid = 0;
+    PyThreadState* tstate = nullptr;  // identifies the thread in the interpreter's list
+    ThreadClock clock;
+    std::atomic<bool> in_handler{false};  // the retiring drain waits for a running handler
+    trace::ThreadBuffer buffer;
+    SampleRing ring;
+};
+
+struct Counters {
+    uint64_t samples = 0;            // written to the trace
+    uint64_t dropped = 0;            // ring full (the drain fell behind)
+    uint64_t unresolved_frames = 0;  // code object gone between the sample and its resolution
+    uint64_t truncated = 0;          // deeper than kMaxSampledFrames
+};
+
+// Counts code objects deallocated since the sampler was installed (the handler records it with
+// each sample; the resolver compares). Written under the GIL, read by handlers with a plain load.
+extern std::atomic<uint64_t> g_code_deaths;
+
+// sampler_resolve.cpp
+bool install_code_death_hook();      // once per process
+void resolver_reset();               // a new trace file: no definitions or nodes written yet
+void resolver_stop();                // disable(): stop logging deaths
+void resolver_clear_deaths();        // after a complete drain: older deaths cannot matter
+// Consumes `t`'s ring into its buffer (definitions, nodes, samples); `extra_flags` are added
+// to every sample's flags.
+void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters);
+
+}  // namespace etwtrace::py::sampling

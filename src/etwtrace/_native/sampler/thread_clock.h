@@ -1,0 +1,42 @@
+// thread_clock.h - the per-thread source of the sampler's signals (no Python.h).
+//
+// CPU time: perf_event_open(PERF_COUNT_SW_TASK_CLOCK) on the thread, its overflow delivered as
+// `signal` to that very thread (O_ASYNC, F_SETSIG, F_SETOWN_EX with F_OWNER_TID); the event
+// disarms itself at each overflow (PERF_EVENT_IOC_REFRESH 1) and the handler re-arms it
+// (rearm()). Where perf events are not permitted (perf_event_paranoid, seccomp), a POSIX timer
+// on the thread's CPU clock with SIGEV_THREAD_ID. Wall time: a POSIX timer on CLOCK_MONOTONIC
+// with SIGEV_THREAD_ID, which also fires while the thread sleeps or blocks.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <ctime>
+
+#include "format/trace_format.h"
+
+namespace etwtrace::sampler {
+
+enum class ClockChoice { Cpu, Wall };
+enum class SourceChoice { Auto, Perf, Timer };
+
+struct ThreadClock {
+    int perf_fd = -1;
+    timer_t timer{};
+    bool has_timer = false;
+    format::SampleSource source = format::SampleSource::PerfTaskClock;
+
+    // Starts delivering `signal` to thread `tid` (of this process) every `period_ns` of its
+    // CPU time (or wall time). Returns 0, or an errno value. `perf_denied` is set when perf
+    // events were refused and the timer fallback is used.
+    int arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice clock, SourceChoice source_choice,
+            bool& perf_denied);
+    // Async-signal-safe: lets the next period's signal come (perf's event disarms itself).
+    void rearm() const;
+    // Stops the signals. Idempotent.
+    void disarm();
+    // In a fork() child: the perf event belongs to a thread of the parent (timers are not inherited).
+    void forget_after_fork();
+};
+
+}  // namespace etwtrace::sampler
