@@ -120,6 +120,8 @@ def _files_written(tracer):
 
     if tracer._mode == "instrumented":
         return [os.path.abspath(_etwtrace._instrumented_trace_path())]
+    if tracer._mode == "sampler":
+        return [os.path.abspath(_etwtrace._sampler_trace_path())]
     pid = os.getpid()
     return [f"/tmp/perf-{pid}.map", os.path.join(os.environ.get("JITDUMPDIR") or "/tmp", f"jit-{pid}.dump")]
 

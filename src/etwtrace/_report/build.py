@@ -172,10 +172,10 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
             if manifest.get("pids") and command:
                 profile.processes[manifest["pids"][0]] = " ".join(command)
             has_perf = _bundle.has_perf_events(path, manifest)
-            if not has_perf and profile.mode != "instrumented":
+            if not has_perf and profile.mode not in ("instrumented", "sampler"):
                 raise ReportError(f"the capture {path} has no perf events, so nothing to report; capture again "
                                   f"(see perf-record.log in it for why perf failed)")
-            if not has_perf:
+            if not has_perf and profile.mode == "instrumented":
                 profile.health.notes.append("perf did not record this capture: the trace files alone are reported")
         else:
             traces = detail
@@ -185,9 +185,15 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
         aggregates = [native_aggregate(t) for t in traces]
         builder.trace_starts = {a["info"]["pid"]: a["info"]["start_ns"] or 0 for a in aggregates}
         window = _Window(filters)
-        if has_perf:
-            status.stage = "reading perf data"
+        # The sampler's trace files hold samples: read() streams them as it streams perf's.
+        sampled = any(a.get("samples") for a in aggregates)
+        if sampled and kind != "capture":
+            profile.mode = "sampler"
+        if has_perf or sampled:
+            status.stage = "reading perf data" if has_perf else "reading the samples"
             _stream_events(builder, path, window, status)
+            if sampled:
+                _sampler_health(profile, traces)
         else:
             _trace_marks(builder, window, aggregates)
         window.check(path)
@@ -213,6 +219,25 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
         status.done()
     profile.marks.sort(key=lambda m: m.start_ns)
     return profile
+
+
+def _sampler_health(profile, traces):
+    """The sampler's own counters, as notes: samples lost or partly unresolved are never silent."""
+    from .._read import TraceFile
+
+    for path in traces:
+        stats = TraceFile(path).sampler
+        if not stats:
+            continue
+        if stats["dropped"]:
+            profile.health.notes.append(f"{os.path.basename(path)}: {stats['dropped']} samples were dropped "
+                                        "(the sampler's buffer was full)")
+        if stats["unresolved_frames"]:
+            profile.health.notes.append(f"{os.path.basename(path)}: {stats['unresolved_frames']} Python frames "
+                                        "are [freed code object] (their code was freed before resolution)")
+        if stats["truncated"]:
+            profile.health.notes.append(f"{os.path.basename(path)}: {stats['truncated']} samples were deeper than "
+                                        "the sampler keeps; their outermost frames are cut")
 
 
 def _mark(builder, window, open_ranges, pid, tid, ts, name, opcode, text, event=None):
@@ -296,7 +321,7 @@ def _stream_events(builder, capture, window, status):
                 if e.get("Event") in CPU_CLOCKS and e.get("Period"):
                     periods[0] += e["Period"]
                     periods[1] += 1
-                stack = builder.sample_stack(e, count_short=True)
+                stack = builder.sample_stack(e, count_short=e.source == "perf")
                 if stack is None:
                     continue
                 p.add("cpu", e.pid, tid, stack)

@@ -177,7 +177,8 @@ class SampleBuilder:
         outermost = len(stack)
         # Where the unwinder lost its way it adds a frame of no known module: not a frame.
         while outermost and getattr(stack[outermost - 1], "module", None) in ("[unknown]", None) \
-                and not getattr(stack[outermost - 1], "symbol", None):
+                and not getattr(stack[outermost - 1], "symbol", None) \
+                and getattr(stack[outermost - 1], "function", None) is None:
             outermost -= 1
         for i in range(outermost):
             resolved = self.perf_frame(stack[i])

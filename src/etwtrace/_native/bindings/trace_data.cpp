@@ -318,9 +318,9 @@ PyObject* aggregate_dict(const reader::TraceAggregate& a) {
         }
         return nullptr;
     }
-    return Py_BuildValue("{sNsNsNsNsNsNsNsNsNsN}", "info", info, "python_version", version, "threads", threads,
+    return Py_BuildValue("{sNsNsNsNsNsNsNsNsNsNsK}", "info", info, "python_version", version, "threads", threads,
                          "functions", functions, "nodes", nodes, "stacks", stacks, "function_totals", totals,
-                         "marks", marks, "first_ns", first, "last_ns", last);
+                         "marks", marks, "first_ns", first, "last_ns", last, "samples", static_cast<ull>(a.samples));
 }
 
 PyObject* py_trace_aggregate(PyObject*, PyObject* args) {

@@ -202,9 +202,11 @@ public:
                 out_.marks.push_back(AggregateMark{now, ts.index, raw.value, std::string(raw.text)});
                 break;
             case format::EventTag::Thread:
+            case format::EventTag::Sample:
+                ++out_.samples;
+                break;
             case format::EventTag::StackNode:  // samples: read() streams them to the report
             case format::EventTag::NativeSymbol:
-            case format::EventTag::Sample:
                 break;
             }
         }

@@ -54,6 +54,7 @@ struct TraceAggregate {
     std::vector<uint64_t> thread_ids;          // native thread ids, in order of first chunk
     uint64_t first_ns = 0, last_ns = 0;        // earliest and latest event (0, 0: no events)
     uint64_t events = 0;
+    uint64_t samples = 0;         // the sampler's samples (read() gives their stacks)
     uint64_t open_frames = 0;     // calls still open at the end, closed at last_ns (counted as calls)
     // The reader's integrity counters (TraceData), with the same meaning and values.
     uint64_t chunks = 0;
