@@ -197,6 +197,10 @@ def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=Fals
     # A launcher started in a way etwtrace.pth could not recognise (runpy, say) was traced from
     # start-up: the program is traced once, by the tracer the launcher was asked for.
     etwtrace._stop_automatic_tracing()
+    if tracer._mode == "sampler":
+        # The sampler sees every frame running, the launcher's too: runpy's frames (python -m
+        # etwtrace) sit below the target's <module>, where an untraced run has none.
+        tracer.ignore(runpy.__file__, "<frozen runpy>")
     try:
         tracer.enable()
     except RuntimeError as ex:  # another eval-frame hook (-X perf, a debugger): not ours to replace

@@ -274,6 +274,13 @@ inline PyObject* eval_frame_default(PyThreadState* tstate, EvalFrame* frame, int
 
 // The interpreter frame layouts the sampler's signal handler reads with plain loads (it may
 // call nothing). Mirrors of internal/pycore_frame.h and cpython/pystate.h, leading fields only.
+#if PY_VERSION_HEX >= 0x030B0000
+using SampledCodeUnit = uint16_t;  // _Py_CODEUNIT (internal from 3.13): one 2-byte code unit
+// _PyCode_CODE(code): the first code unit of the (adaptive) bytecode.
+inline SampledCodeUnit* sampled_code_start(PyCodeObject* code) {
+    return reinterpret_cast<SampledCodeUnit*>(code->co_code_adaptive);
+}
+#endif
 #if PY_VERSION_HEX >= 0x030D0000
 struct SampledInterpreterFrame {  // 3.13
     PyObject* f_executable;
@@ -283,7 +290,7 @@ struct SampledInterpreterFrame {  // 3.13
     PyObject* f_builtins;
     PyObject* f_locals;
     PyFrameObject* frame_obj;
-    _Py_CODEUNIT* instr_ptr;
+    SampledCodeUnit* instr_ptr;
     int stacktop;
     uint16_t return_offset;
     char owner;
@@ -297,7 +304,7 @@ struct SampledInterpreterFrame {  // 3.12
     PyObject* f_builtins;
     PyObject* f_locals;
     PyFrameObject* frame_obj;
-    _Py_CODEUNIT* prev_instr;
+    SampledCodeUnit* prev_instr;
     int stacktop;
     uint16_t return_offset;
     char owner;
@@ -311,7 +318,7 @@ struct SampledInterpreterFrame {  // 3.11
     PyCodeObject* f_code;
     PyFrameObject* frame_obj;
     SampledInterpreterFrame* previous;
-    _Py_CODEUNIT* prev_instr;
+    SampledCodeUnit* prev_instr;
     int stacktop;
     bool is_entry;
     char owner;
@@ -371,16 +378,16 @@ inline size_t walk_sampled_frames(PyThreadState* tstate, uint64_t* out, size_t m
             continue;
         }
         auto* code = reinterpret_cast<PyCodeObject*>(executable);
-        _Py_CODEUNIT* instr = frame->instr_ptr;
+        SampledCodeUnit* instr = frame->instr_ptr;
 #else
         PyCodeObject* code = frame->f_code;
-        _Py_CODEUNIT* instr = frame->prev_instr;
+        SampledCodeUnit* instr = frame->prev_instr;
         if (!code) {
             continue;
         }
 #endif
         // Frames not yet past their first instruction (still being set up) are not running.
-        if (frame->owner != kFrameOwnedByGenerator && instr < _PyCode_CODE(code) + code->_co_firsttraceable) {
+        if (frame->owner != kFrameOwnedByGenerator && instr < sampled_code_start(code) + code->_co_firsttraceable) {
             continue;
         }
         out[2 * n] = reinterpret_cast<uint64_t>(code);
@@ -414,12 +421,12 @@ inline size_t walk_sampled_frames(PyThreadState* tstate, uint64_t* out, size_t m
 // The bytecode byte offset of a sampled instruction word (under the GIL, the code alive).
 inline int sampled_offset(PyCodeObject* code, uint64_t instr) {
 #if PY_VERSION_HEX >= 0x030B0000
-    auto* unit = reinterpret_cast<_Py_CODEUNIT*>(instr);
-    ptrdiff_t units = unit - _PyCode_CODE(code);
+    auto* unit = reinterpret_cast<SampledCodeUnit*>(instr);
+    ptrdiff_t units = unit - sampled_code_start(code);
     if (units < 0) {
         return 0;
     }
-    return static_cast<int>(units * static_cast<ptrdiff_t>(sizeof(_Py_CODEUNIT)));
+    return static_cast<int>(units * static_cast<ptrdiff_t>(sizeof(SampledCodeUnit)));
 #else
     (void)code;
     return static_cast<int>(instr);

@@ -295,6 +295,15 @@ void drain_all(bool flush) {
     resolver_clear_deaths();
 }
 
+// A code object is about to be freed: resolve every thread's samples while it is alive.
+void drain_before_death() {
+    if (g_enabled) {
+        for (SampledThread* t : g_threads) {
+            drain_ring(*t, 0, g_counters);
+        }
+    }
+}
+
 SampledThread* current_thread() {
     pid_t tid = static_cast<pid_t>(platform::thread_id());
     for (SampledThread* t : g_threads) {
@@ -581,6 +590,7 @@ public:
         if (!read_options(options) || !install_process_hooks() || !install_code_death_hook()) {
             return false;
         }
+        set_drain_before_death(drain_before_death);
         std::string error;
         if (!open_writer(0, false, error)) {
             PyErr_Format(PyExc_OSError, "etwtrace: cannot create the trace file: %s", error.c_str());

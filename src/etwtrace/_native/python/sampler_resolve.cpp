@@ -33,7 +33,21 @@ destructor g_original_code_dealloc = nullptr;
 bool g_logging_deaths = false;
 auto* g_deaths = new std::unordered_map<const void*, uint64_t>();
 
+void (*g_drain_before_death)() = nullptr;
+bool g_draining = false;
+
 void code_dealloc(PyObject* code) {
+    if (g_logging_deaths && g_drain_before_death && !g_draining) {
+        // Resolve what is buffered while this code object is still alive: samples taken just
+        // before a function's code is freed (a module's body at exit, exec'd code) keep their
+        // names. Not reentrant: a code object freed during the drain is only logged.
+        g_draining = true;
+        {
+            compat::SavedException saved;
+            g_drain_before_death();
+        }
+        g_draining = false;
+    }
     uint64_t death = g_code_deaths.load(std::memory_order_relaxed) + 1;
     g_code_deaths.store(death, std::memory_order_release);
     if (g_logging_deaths) {
@@ -86,6 +100,8 @@ int32_t line_of(FunctionRecord* record, PyCodeObject* code, uint64_t instr) {
 }
 
 }  // namespace
+
+void set_drain_before_death(void (*drain)()) { g_drain_before_death = drain; }
 
 bool install_code_death_hook() {
     if (g_original_code_dealloc) {

@@ -45,6 +45,7 @@ extern std::atomic<uint64_t> g_code_deaths;
 
 // sampler_resolve.cpp
 bool install_code_death_hook();      // once per process
+void set_drain_before_death(void (*drain)());  // what a dying code object runs first
 void resolver_reset();               // a new trace file: no definitions or nodes written yet
 void resolver_stop();                // disable(): stop logging deaths
 void resolver_clear_deaths();        // after a complete drain: older deaths cannot matter
