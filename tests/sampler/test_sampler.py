@@ -43,12 +43,50 @@ def test_hot_leaf_shows_the_exact_caller_chain_with_lines(run_sampled):
         assert c[0][1] in (2, 3, 4, 5), c  # a line of leaf's body
     exact = sum(1 for c in in_leaf if c[1:] == EXPECTED_CHAIN)
     assert exact >= 0.95 * len(in_leaf), (exact, len(in_leaf), in_leaf[:5])
+    # Native frames around them: the interpreter's start-up below <module>, and the process's root.
+    merged = [e for e in samples if chain(e) and chain(e)[0][0] == "leaf"]
+    rooted = sum(1 for e in merged if not e.stack[-1].is_python
+                 and e.stack[-1].name in ("_start", "__libc_start_main", "_start_main"))
+    assert rooted >= 0.95 * len(merged), [[f.name for f in e.stack] for e in merged[:3]]
     (trace,) = run.traces
     from etwtrace._read import TraceFile
 
     stats = TraceFile(trace).sampler
     assert stats["samples"] == len(samples) and stats["dropped"] == 0 and stats["period_ns"] == 1000000
     assert {e.timestamp for e in samples} and all(e["Event"] == "task-clock" for e in samples)
+
+
+def test_zlib_compress_under_its_python_callers(run_sampled):
+    source = """\
+    import zlib
+
+    def compress(data):
+        return zlib.compress(data, 9)
+
+    def caller():
+        data = bytes(range(256)) * 8000
+        for _ in range(30):
+            compress(data)
+
+    caller()
+    """
+    run = run_sampled(source, "--sample-rate", "1000")
+    assert run.proc.returncode == 0, run.proc.stderr
+    samples = run.events()
+    in_zlib = []
+    for e in samples:
+        names = [f.name for f in e.stack]
+        modules = [os.path.basename(f.module or "") for f in e.stack]
+        first_python = next((i for i, f in enumerate(e.stack) if f.is_python), None)
+        if first_python and any(m.startswith("libz") for m in modules[:first_python]):
+            in_zlib.append(chain(e))
+    assert len(in_zlib) >= 0.5 * len(samples), (len(in_zlib), len(samples))
+    assert all(c[:3] == [("compress", 4), ("caller", 9), ("<module>", 11)] for c in in_zlib), in_zlib[:3]
+    from etwtrace._read import TraceFile
+
+    (trace,) = run.traces
+    stats = TraceFile(trace).sampler
+    assert stats["unmerged"] <= 0.01 * stats["samples"], stats
 
 
 def test_timer_source_and_wall_clock(run_sampled):
@@ -63,7 +101,8 @@ def test_timer_source_and_wall_clock(run_sampled):
     def nap():
         time.sleep(0.3)
 
-    with etwtrace.SamplingTracer(source="timer", rate=500):
+    # CPU-clock timers fire on the kernel's tick (CONFIG_HZ): a low rate is within reach.
+    with etwtrace.SamplingTracer(source="timer", rate=100):
         spin()
     with etwtrace.SamplingTracer(clock="wall", rate=200):
         nap()
@@ -71,11 +110,11 @@ def test_timer_source_and_wall_clock(run_sampled):
     run = run_sampled(source, api=True)
     assert run.proc.returncode == 0, run.proc.stderr
     assert run.proc.stderr == ""
-    cpu, wall = run.traces if "timer" in run.traces[0] or True else None
+    assert len(run.traces) == 2
     samples = run.events()
     spin = [e for e in samples if chain(e) and chain(e)[0][0] == "spin"]
     nap = [e for e in samples if chain(e) and chain(e)[0][0] == "nap"]
-    assert len(spin) >= 60 and all(e["Event"] == "cpu-clock" for e in spin), len(spin)
+    assert len(spin) >= 20 and all(e["Event"] == "cpu-clock" for e in spin), len(spin)
     # The sleeping thread is sampled only by the wall clock.
     assert len(nap) >= 30 and all(e["Event"] == "wall-clock" for e in nap), len(nap)
 

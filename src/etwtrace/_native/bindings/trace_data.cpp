@@ -234,7 +234,7 @@ PyObject* py_trace_sampler_stats(PyObject*, PyObject* capsule) {
     }
     static const char* sources[] = {"task-clock", "timer-cpu-clock", "timer-wall-clock"};
     using ull = unsigned long long;
-    return Py_BuildValue("{sKsKsKsKsKsssKsK}", "samples", static_cast<ull>(s.samples), "dropped",
+    return Py_BuildValue("{sKsKsKsKsKsKsssKsK}", "unmerged", static_cast<ull>(s.unmerged), "samples", static_cast<ull>(s.samples), "dropped",
                          static_cast<ull>(s.dropped), "unresolved_frames", static_cast<ull>(s.unresolved_frames),
                          "truncated", static_cast<ull>(s.truncated), "period_ns", static_cast<ull>(s.period_ns),
                          "source", s.source < 3 ? sources[s.source] : "unknown", "threads",

@@ -74,7 +74,8 @@ enum class RecordType : uint8_t {
     // The sampler's counters, written once before END (a reader that does not know it skips it):
     // varint samples | varint dropped (ring full) | varint unresolved_frames (code object
     // gone before resolution) | varint truncated (deeper than kMaxSampledFrames) |
-    // varint period_ns | u8 SampleSource | varint threads
+    // varint period_ns | u8 SampleSource | varint threads | varint unmerged (samples whose
+    // native and Python stacks could not be paired: written with their Python frames only)
     SamplerStats = 5,
 };
 

@@ -32,6 +32,7 @@
 #include "python/process_hooks.h"
 #include "python/sampler_state.h"
 #include "python/tracer_mode.h"
+#include "sampler/native_unwind.h"
 #include "trace/clock.h"
 
 namespace etwtrace::py::sampling {
@@ -114,7 +115,9 @@ __attribute__((tls_model("initial-exec"))) constinit thread_local bool t_request
 
 // ---- the signal handler: async-signal-safe ------------------------------------------------
 
-void on_sample_signal(int, siginfo_t* info, void*) {
+bool g_native = true;  // unwind native stacks too (option "native")
+
+void on_sample_signal(int, siginfo_t* info, void* ucontext) {
     int saved_errno = errno;
     if (!g_active.load(std::memory_order_relaxed)) {
         errno = saved_errno;
@@ -138,17 +141,30 @@ void on_sample_signal(int, siginfo_t* info, void*) {
                 uint64_t frames[2 * etwtrace::sampler::kMaxSampledFrames];
                 bool truncated = false;
                 size_t n = compat::walk_sampled_frames(tstate, frames, etwtrace::sampler::kMaxSampledFrames, truncated);
+                uint64_t native[etwtrace::sampler::kMaxNativeFrames];
+                bool native_truncated = false;
+                size_t native_count =
+                    g_native ? etwtrace::sampler::unwind_native(ucontext, native, etwtrace::sampler::kMaxNativeFrames,
+                                                                native_truncated)
+                             : 0;
+                if (native_truncated) {
+                    native_count = 0;  // its root frames are cut: a merge would be guesswork
+                }
                 uint8_t flags = (truncated ? format::kSampleTruncated : 0) |
                                 (g_clock == ClockChoice::Wall ? format::kSampleWallClock : 0) |
                                 (t_requested ? format::kSampleRequested : 0);
                 uint64_t h = ring.head.load(std::memory_order_relaxed);
-                ring.at(h) = static_cast<uint64_t>(n) | static_cast<uint64_t>(flags) << 16;
+                ring.at(h) = static_cast<uint64_t>(n) | static_cast<uint64_t>(flags) << 16 |
+                             static_cast<uint64_t>(native_count) << 24;
                 ring.at(h + 1) = trace::ticks();
                 ring.at(h + 2) = g_code_deaths.load(std::memory_order_acquire);
                 for (size_t i = 0; i < 2 * n; ++i) {
                     ring.at(h + etwtrace::sampler::kHeaderWords + i) = frames[i];
                 }
-                ring.head.store(h + etwtrace::sampler::kHeaderWords + 2 * n, std::memory_order_release);
+                for (size_t i = 0; i < native_count; ++i) {
+                    ring.at(h + etwtrace::sampler::kHeaderWords + 2 * n + i) = native[i];
+                }
+                ring.head.store(h + etwtrace::sampler::kHeaderWords + 2 * n + native_count, std::memory_order_release);
             } else if (tstate) {
                 ring.dropped.fetch_add(1, std::memory_order_relaxed);
             }
@@ -399,6 +415,7 @@ void write_stats() {
     p = format::put_varint(p, g_period_ns);
     *p++ = static_cast<uint8_t>(g_source);
     p = format::put_varint(p, g_threads_seen);
+    p = format::put_varint(p, g_counters.unmerged);
     payload.resize(static_cast<size_t>(p - payload.data()));
     g_writer->set_trailer(format::RecordType::SamplerStats, std::move(payload));
 }
@@ -545,9 +562,10 @@ bool option_int(PyObject* options, const char* key, long& out) {
 }
 
 bool read_options(PyObject* options) {
-    long rate = static_cast<long>(kDefaultRateHz), signal = 0;
+    long rate = static_cast<long>(kDefaultRateHz), signal = 0, native = 1;
     std::string clock, source, path;
     if (!option_int(options, "rate", rate) || !option_int(options, "signal", signal) ||
+        !option_int(options, "native", native) ||
         !option_string(options, "clock", clock) || !option_string(options, "source", source) ||
         !option_string(options, "trace_path", path)) {
         return false;
@@ -573,6 +591,10 @@ bool read_options(PyObject* options) {
     g_clock = clock == "wall" ? ClockChoice::Wall : ClockChoice::Cpu;
     g_source_choice = source == "perf" ? SourceChoice::Perf : source == "timer" ? SourceChoice::Timer : SourceChoice::Auto;
     g_user_path = path;
+    g_native = native != 0 && etwtrace::sampler::native_unwind_available();
+    if (g_native) {
+        etwtrace::sampler::native_unwind_prepare();
+    }
     return install_signal(static_cast<int>(signal));
 }
 

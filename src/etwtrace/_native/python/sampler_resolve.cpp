@@ -14,6 +14,8 @@
 // filters); lines from PyCode_Addr2Line of the sampled instruction, cached per offset. Stacks
 // are a prefix tree of (parent, frame, line) nodes shared by all threads, so a stack seen
 // again costs one varint in the file.
+#include <dlfcn.h>
+
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -84,6 +86,57 @@ uint64_t intern(trace::ThreadBuffer& buffer, uint64_t parent, uint64_t frame, in
     return it->second;
 }
 
+// ---- native frames ----
+
+struct NativeFrame {
+    uint32_t symbol;  // NativeSymbol id
+    bool eval_loop;   // in _PyEval_EvalFrameDefault: stands for the Python frames it runs
+};
+
+struct SymbolInfo {
+    uint64_t address;
+    std::string module, name;
+};
+
+auto* g_native_frames = new std::unordered_map<uint64_t, NativeFrame>();  // lookup address -> frame
+auto* g_symbol_ids = new std::unordered_map<uint64_t, uint32_t>();         // symbol start -> id
+auto* g_symbols = new std::vector<SymbolInfo>();                           // by id
+auto* g_defined_symbols = new std::unordered_set<uint32_t>();              // defined in this file
+
+// `pc` is a return address for every frame but the leaf: look up the call instruction.
+NativeFrame native_frame(uint64_t pc, bool leaf) {
+    uint64_t address = leaf ? pc : pc - 1;
+    auto it = g_native_frames->find(address);
+    if (it != g_native_frames->end()) {
+        return it->second;
+    }
+    Dl_info info{};
+    uint64_t start = address;
+    std::string module, name;
+    if (dladdr(reinterpret_cast<void*>(address), &info) != 0) {
+        module = info.dli_fname ? info.dli_fname : "";
+        if (info.dli_sname && info.dli_saddr) {
+            name = info.dli_sname;
+            start = reinterpret_cast<uint64_t>(info.dli_saddr);
+        }
+    }
+    auto [sym, added] = g_symbol_ids->try_emplace(start, static_cast<uint32_t>(g_symbols->size()));
+    if (added) {
+        g_symbols->push_back(SymbolInfo{start, std::move(module), std::move(name)});
+    }
+    static const uint64_t eval = reinterpret_cast<uint64_t>(compat::default_eval_frame());
+    NativeFrame frame{sym->second, start == eval};
+    g_native_frames->emplace(address, frame);
+    return frame;
+}
+
+void define_symbol(trace::ThreadBuffer& buffer, uint32_t id) {
+    if (g_defined_symbols->insert(id).second) {
+        const SymbolInfo& s = (*g_symbols)[id];
+        buffer.native_symbol(id, false, s.address, s.module, s.name);
+    }
+}
+
 int32_t line_of(FunctionRecord* record, PyCodeObject* code, uint64_t instr) {
     int offset = compat::sampled_offset(code, instr);
     uint64_t key = static_cast<uint64_t>(record->id) << 32 | static_cast<uint32_t>(offset);
@@ -117,6 +170,7 @@ void resolver_reset() {
     g_nodes->clear();
     g_lines->clear();
     g_defined->clear();
+    g_defined_symbols->clear();
     g_deaths->clear();
     g_next_node = 1;
     g_logging_deaths = true;
@@ -145,42 +199,97 @@ void define(trace::ThreadBuffer& buffer, FunctionRecord* record) {
 
 }  // namespace
 
+namespace {
+
+// One Python frame of a sample onto the stack at `node` (root first); returns the new node.
+uint64_t python_frame(SampledThread& t, uint64_t node, uint64_t word, uint64_t instr, uint64_t deaths_then,
+                      uint8_t& flags, Counters& counters) {
+    auto* code = reinterpret_cast<PyCodeObject*>(word & ~etwtrace::sampler::kEntryFrame);
+    auto death = g_deaths->find(code);
+    if (death != g_deaths->end() && death->second > deaths_then) {
+        flags |= format::kSampleUnresolved;
+        ++counters.unresolved_frames;
+        define(t.buffer, nullptr);
+        return intern(t.buffer, node, uint64_t{kUnresolvedFunction} << 1, 0);
+    }
+    FunctionRecord* record = registry().lookup(code);
+    if (!record) {
+        return node;  // ignore()/include() or etwtrace's own code
+    }
+    define(t.buffer, record);
+    return intern(t.buffer, node, uint64_t{record->id} << 1, line_of(record, code, instr));
+}
+
+}  // namespace
+
 void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters) {
+    using etwtrace::sampler::kEntryFrame;
+    using etwtrace::sampler::kHeaderWords;
     SampleRing& ring = t.ring;
     uint64_t tail = ring.tail.load(std::memory_order_relaxed);
     const uint64_t head = ring.head.load(std::memory_order_acquire);
+    std::vector<NativeFrame> natives;
+    std::vector<size_t> group_starts;  // root-first indexes (leaf-first numbering) of entry frames
     while (tail < head) {
         const uint64_t header = ring.at(tail);
         const size_t frames = static_cast<size_t>(header & 0xffff);
+        const size_t native_count = static_cast<size_t>((header >> 24) & 0xff);
         uint8_t flags = static_cast<uint8_t>(header >> 16) | extra_flags;
         const uint64_t taken = ring.at(tail + 1);
         const uint64_t deaths_then = ring.at(tail + 2);
+        const uint64_t python_at = tail + kHeaderWords;
+        const uint64_t native_at = python_at + 2 * frames;
+        auto word = [&](size_t i) { return ring.at(python_at + 2 * i); };
+        auto instr = [&](size_t i) { return ring.at(python_at + 2 * i + 1); };
+
+        // Each _PyEval_EvalFrameDefault frame of the native stack stands for one group of
+        // Python frames: an entry frame (the first of an eval-loop call) and the frames it
+        // called inside that same call. Root first, the n-th eval frame is the n-th group.
+        natives.clear();
+        size_t evals = 0;
+        for (size_t j = 0; j < native_count; ++j) {
+            natives.push_back(native_frame(ring.at(native_at + j), j == 0));
+            evals += natives.back().eval_loop ? 1 : 0;
+        }
+        group_starts.clear();
+        for (size_t i = frames; i-- > 0;) {
+            if ((word(i) & kEntryFrame) || group_starts.empty()) {
+                group_starts.push_back(i);
+            }
+        }
+        bool merge = native_count > 0 && evals == group_starts.size() && !(flags & format::kSampleTruncated);
+        if (native_count > 0 && !merge) {
+            flags |= format::kSampleUnmerged;
+            ++counters.unmerged;
+        }
         uint64_t node = 0;
-        for (size_t i = frames; i-- > 0;) {  // root first
-            const uint64_t word = ring.at(tail + etwtrace::sampler::kHeaderWords + 2 * i);
-            const uint64_t instr = ring.at(tail + etwtrace::sampler::kHeaderWords + 2 * i + 1);
-            auto* code = reinterpret_cast<PyCodeObject*>(word & ~etwtrace::sampler::kEntryFrame);
-            auto death = g_deaths->find(code);
-            if (death != g_deaths->end() && death->second > deaths_then) {
-                flags |= format::kSampleUnresolved;
-                ++counters.unresolved_frames;
-                define(t.buffer, nullptr);
-                node = intern(t.buffer, node, uint64_t{kUnresolvedFunction} << 1, 0);
-                continue;
+        if (merge) {
+            size_t group = 0;
+            for (size_t j = native_count; j-- > 0;) {
+                if (!natives[j].eval_loop) {
+                    define_symbol(t.buffer, natives[j].symbol);
+                    node = intern(t.buffer, node, uint64_t{natives[j].symbol} << 1 | 1, 0);
+                    continue;
+                }
+                // Python frames group_starts[group] down to (excluding) the next group's start.
+                size_t first = group_starts[group];
+                size_t stop = group + 1 < group_starts.size() ? group_starts[group + 1] : static_cast<size_t>(-1);
+                for (size_t i = first + 1; i-- > 0 && i != stop;) {
+                    node = python_frame(t, node, word(i), instr(i), deaths_then, flags, counters);
+                }
+                ++group;
             }
-            FunctionRecord* record = registry().lookup(code);
-            if (!record) {
-                continue;  // ignore()/include() or etwtrace's own code
+        } else {
+            for (size_t i = frames; i-- > 0;) {  // root first
+                node = python_frame(t, node, word(i), instr(i), deaths_then, flags, counters);
             }
-            define(t.buffer, record);
-            node = intern(t.buffer, node, uint64_t{record->id} << 1, line_of(record, code, instr));
         }
         if (flags & format::kSampleTruncated) {
             ++counters.truncated;
         }
         t.buffer.sample(taken, node, flags);
         ++counters.samples;
-        tail += etwtrace::sampler::kHeaderWords + 2 * frames;
+        tail = native_at + native_count;
     }
     ring.tail.store(tail, std::memory_order_release);
     counters.dropped += ring.dropped.exchange(0, std::memory_order_relaxed);

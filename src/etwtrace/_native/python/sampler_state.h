@@ -37,6 +37,7 @@ struct Counters {
     uint64_t dropped = 0;            // ring full (the drain fell behind)
     uint64_t unresolved_frames = 0;  // code object gone between the sample and its resolution
     uint64_t truncated = 0;          // deeper than kMaxSampledFrames
+    uint64_t unmerged = 0;           // native and Python stacks did not pair up: Python frames only
 };
 
 // Counts code objects deallocated since the sampler was installed (the handler records it with

@@ -76,7 +76,7 @@ struct NativeSymbol {
 
 struct SamplerStats {
     bool present = false;
-    uint64_t samples = 0, dropped = 0, unresolved_frames = 0, truncated = 0, period_ns = 0, threads = 0;
+    uint64_t samples = 0, dropped = 0, unresolved_frames = 0, truncated = 0, period_ns = 0, threads = 0, unmerged = 0;
     uint8_t source = 0;
 };
 

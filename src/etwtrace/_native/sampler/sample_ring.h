@@ -5,10 +5,12 @@
 // the GIL). Plain words and two atomic indexes: nothing here allocates, locks or makes a call,
 // so the producer side is async-signal-safe.
 //
-// A sample is kHeaderWords words followed by two words per Python frame, leaf first:
-//   header = frames | flags << 16, ticks (trace/clock.h) when taken, the code-object death
-//   counter when taken (see sampler_resolve.cpp), then (code pointer | kEntryFrame,
-//   instruction) per frame, as compat::walk_sampled_frames gives them.
+// A sample is kHeaderWords words followed by two words per Python frame, leaf first, then one
+// per native frame, leaf first:
+//   header = python frames | flags << 16 | native frames << 24, ticks (trace/clock.h) when
+//   taken, the code-object death counter when taken (see sampler_resolve.cpp), then (code
+//   pointer | kEntryFrame, instruction) per Python frame, as compat::walk_sampled_frames gives
+//   them, then the native instruction addresses (sampler/native_unwind.h).
 #pragma once
 
 #include <atomic>
@@ -18,8 +20,9 @@
 namespace etwtrace::sampler {
 
 inline constexpr size_t kMaxSampledFrames = 128;  // deeper stacks keep their leaf-most frames
+inline constexpr size_t kMaxNativeFrames = 96;
 inline constexpr size_t kHeaderWords = 3;
-inline constexpr size_t kMaxSampleWords = kHeaderWords + 2 * kMaxSampledFrames;
+inline constexpr size_t kMaxSampleWords = kHeaderWords + 2 * kMaxSampledFrames + kMaxNativeFrames;
 inline constexpr uint64_t kEntryFrame = 1;  // code word's low bit: the first frame of an eval loop call
 
 struct SampleRing {
