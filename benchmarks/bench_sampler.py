@@ -92,9 +92,10 @@ def time_workloads(configs, repeat):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def child(repeat):
-    """The py-spy comparison's child: times each workload itself, prints JSON."""
-    print(json.dumps({w: t for (_c, w), t in time_workloads({"child": Untraced()}, repeat).items()}))
+def child(repeat, out):
+    """The py-spy comparison's child: times each workload itself, writes JSON to `out`."""
+    with open(out, "w") as f:
+        json.dump({w: t for (_c, w), t in time_workloads({"child": Untraced()}, repeat).items()}, f)
 
 
 def py_spy():
@@ -102,19 +103,21 @@ def py_spy():
     return here if os.path.exists(here) else shutil.which("py-spy")
 
 
-def run_child(prefix, repeat):
-    out = subprocess.run([*prefix, sys.executable, os.path.abspath(__file__), "--child", "--repeat", str(repeat)],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def run_child(prefix, repeat, directory):
+    out = os.path.join(directory, "child.json")
+    subprocess.run([*prefix, sys.executable, os.path.abspath(__file__), "--child", out, "--repeat", str(repeat)],
+                   capture_output=True, text=True, check=True)
+    with open(out) as f:
+        return json.load(f)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.repeat)
+        child(args.repeat, args.child)
         return
     directory = tempfile.mkdtemp(prefix="bench-sampler-")
     os.environ.setdefault("JITDUMPDIR", directory)
@@ -126,10 +129,10 @@ def main():
     spy = py_spy()
     columns = list(configs)
     if spy:
-        base = run_child([], args.repeat)
+        base = run_child([], args.repeat, directory)
         for rate in (100, 1000):
             spied = run_child([spy, "record", "--native", "-r", str(rate), "-o", os.devnull, "-f", "raw", "--"],
-                              args.repeat)
+                              args.repeat, directory)
             for w in WORKLOADS:
                 results[(f"py-spy {rate}", w)] = spied[w] / base[w] * results[("untraced", w)]
             columns.append(f"py-spy {rate}")

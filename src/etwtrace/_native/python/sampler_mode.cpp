@@ -45,61 +45,11 @@ using trace::TraceWriter;
 constexpr uint64_t kDefaultRateHz = 100;
 constexpr auto kDrainInterval = std::chrono::milliseconds(50);
 constexpr int kFlushEvery = 10;  // drains between chunk flushes: the file is at most ~0.5 s behind
-constexpr int kFirstSignalOffset = 4;  // SIGRTMIN + 4
-
-// ---- the table the signal handler finds its thread in (tid -> SampledThread) --------------
-
-struct Slot {
-    std::atomic<pid_t> tid{0};
-    std::atomic<SampledThread*> thread{nullptr};
-};
-constexpr size_t kSlots = 4096;  // live sampled threads at most
-Slot g_slots[kSlots];
-
-Slot* find_slot(pid_t tid) {
-    size_t i = static_cast<size_t>(tid) & (kSlots - 1);
-    for (size_t probes = 0; probes < kSlots; ++probes, i = (i + 1) & (kSlots - 1)) {
-        pid_t t = g_slots[i].tid.load(std::memory_order_acquire);
-        if (t == tid) {
-            return &g_slots[i];
-        }
-        if (t == 0) {
-            return nullptr;
-        }
-    }
-    return nullptr;
-}
-
-// Drain side only. Reuses a retired slot (thread == nullptr) along the probe path.
-Slot* insert_slot(pid_t tid, SampledThread* thread) {
-    size_t i = static_cast<size_t>(tid) & (kSlots - 1);
-    for (size_t probes = 0; probes < kSlots; ++probes, i = (i + 1) & (kSlots - 1)) {
-        pid_t t = g_slots[i].tid.load(std::memory_order_relaxed);
-        if (t == tid || t == 0 || g_slots[i].thread.load(std::memory_order_relaxed) == nullptr) {
-            g_slots[i].thread.store(nullptr, std::memory_order_seq_cst);
-            g_slots[i].tid.store(tid, std::memory_order_seq_cst);
-            g_slots[i].thread.store(thread, std::memory_order_seq_cst);
-            return &g_slots[i];
-        }
-    }
-    return nullptr;
-}
-
-void clear_slots() {
-    for (Slot& s : g_slots) {
-        s.thread.store(nullptr, std::memory_order_relaxed);
-        s.tid.store(0, std::memory_order_relaxed);
-    }
-}
 
 // ---- state (under the GIL unless noted) ------------------------------------------------------
 
 bool g_enabled = false;
-std::atomic<bool> g_active{false};  // read by handlers
-int g_signal = 0;
-bool g_signal_installed = false;
 uint64_t g_period_ns = 1000000000u / kDefaultRateHz;
-ClockChoice g_clock = ClockChoice::Cpu;
 SourceChoice g_source_choice = SourceChoice::Auto;
 format::SampleSource g_source = format::SampleSource::PerfTaskClock;
 bool g_fallback_reported = false;
@@ -110,100 +60,6 @@ Counters g_counters;
 uint64_t g_threads_seen = 0;
 bool g_process_hooks_installed = false;
 
-__attribute__((tls_model("initial-exec"))) constinit thread_local pid_t t_tid = 0;
-__attribute__((tls_model("initial-exec"))) constinit thread_local bool t_requested = false;
-
-// ---- the signal handler: async-signal-safe ------------------------------------------------
-
-bool g_native = true;  // unwind native stacks too (option "native")
-
-void on_sample_signal(int, siginfo_t* info, void* ucontext) {
-    int saved_errno = errno;
-    if (!g_active.load(std::memory_order_relaxed)) {
-        errno = saved_errno;
-        return;
-    }
-    pid_t tid = t_tid;
-    if (tid == 0) {
-        tid = t_tid = static_cast<pid_t>(syscall(SYS_gettid));
-    }
-    Slot* slot = find_slot(tid);
-    SampledThread* t = slot ? slot->thread.load(std::memory_order_acquire) : nullptr;
-    if (t) {
-        t->in_handler.store(true, std::memory_order_seq_cst);
-        if (slot->thread.load(std::memory_order_seq_cst) == t) {
-            if (info && info->si_code > 0) {
-                t->clock.rearm();  // a perf overflow (POLL_IN/POLL_HUP): the event disarmed itself
-            }
-            PyThreadState* tstate = compat::sampler_thread_state();
-            SampleRing& ring = t->ring;
-            if (tstate && ring.has_room()) {
-                uint64_t frames[2 * etwtrace::sampler::kMaxSampledFrames];
-                bool truncated = false;
-                size_t n = compat::walk_sampled_frames(tstate, frames, etwtrace::sampler::kMaxSampledFrames, truncated);
-                uint64_t native[etwtrace::sampler::kMaxNativeFrames];
-                bool native_truncated = false;
-                size_t native_count =
-                    g_native ? etwtrace::sampler::unwind_native(ucontext, native, etwtrace::sampler::kMaxNativeFrames,
-                                                                native_truncated)
-                             : 0;
-                if (native_truncated) {
-                    native_count = 0;  // its root frames are cut: a merge would be guesswork
-                }
-                uint8_t flags = (truncated ? format::kSampleTruncated : 0) |
-                                (g_clock == ClockChoice::Wall ? format::kSampleWallClock : 0) |
-                                (t_requested ? format::kSampleRequested : 0);
-                uint64_t h = ring.head.load(std::memory_order_relaxed);
-                ring.at(h) = static_cast<uint64_t>(n) | static_cast<uint64_t>(flags) << 16 |
-                             static_cast<uint64_t>(native_count) << 24;
-                ring.at(h + 1) = trace::ticks();
-                ring.at(h + 2) = g_code_deaths.load(std::memory_order_acquire);
-                for (size_t i = 0; i < 2 * n; ++i) {
-                    ring.at(h + etwtrace::sampler::kHeaderWords + i) = frames[i];
-                }
-                for (size_t i = 0; i < native_count; ++i) {
-                    ring.at(h + etwtrace::sampler::kHeaderWords + 2 * n + i) = native[i];
-                }
-                ring.head.store(h + etwtrace::sampler::kHeaderWords + 2 * n + native_count, std::memory_order_release);
-            } else if (tstate) {
-                ring.dropped.fetch_add(1, std::memory_order_relaxed);
-            }
-        }
-        t->in_handler.store(false, std::memory_order_release);
-    }
-    errno = saved_errno;
-}
-
-bool install_signal(int requested) {
-    if (g_signal_installed) {
-        return true;
-    }
-    int first = requested ? requested : SIGRTMIN + kFirstSignalOffset;
-    int last = requested ? requested : SIGRTMAX;
-    for (int sig = first; sig <= last; ++sig) {
-        struct sigaction old {};
-        if (sigaction(sig, nullptr, &old) != 0) {
-            continue;
-        }
-        bool is_default = !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_DFL;
-        if (!is_default && !requested) {
-            continue;  // the program (or a library) uses it
-        }
-        struct sigaction sa {};
-        sa.sa_sigaction = on_sample_signal;
-        sa.sa_flags = SA_SIGINFO | SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        if (sigaction(sig, &sa, nullptr) == 0) {
-            g_signal = sig;
-            // Kept for the life of the process: a signal still pending after disable() must
-            // find a handler (a real-time signal's default action ends the process).
-            g_signal_installed = true;
-            return true;
-        }
-    }
-    PyErr_Format(PyExc_OSError, "etwtrace: no free real-time signal for the sampler (tried %d-%d)", first, last);
-    return false;
-}
 
 // ---- threads -----------------------------------------------------------------------------------
 

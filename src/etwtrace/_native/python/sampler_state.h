@@ -1,6 +1,7 @@
 // sampler_state.h - what the sampler's two files share.
 //
-//   sampler_mode.cpp     the signal handler, the sampled threads, the drain thread, enable/
+//   sampler_signal.cpp   the signal handler and the table it finds its thread in
+//   sampler_mode.cpp     the sampled threads, the drain thread, enable/
 //                        disable, fork and exit: the TracerMode "sampler"
 //   sampler_resolve.cpp  turning a thread's raw samples (code pointers, instructions) into
 //                        functions, lines and shared stack nodes in the trace file
@@ -39,6 +40,28 @@ struct Counters {
     uint64_t truncated = 0;          // deeper than kMaxSampledFrames
     uint64_t unmerged = 0;           // native and Python stacks did not pair up: Python frames only
 };
+
+// ---- sampler_signal.cpp: the signal, its handler and the tid -> thread table ----
+
+struct Slot {
+    std::atomic<pid_t> tid{0};
+    std::atomic<SampledThread*> thread{nullptr};
+};
+inline constexpr size_t kSlots = 4096;  // live sampled threads at most
+
+extern std::atomic<bool> g_active;  // read by handlers: sample at all?
+extern int g_signal;                // the real-time signal in use (0 before install_signal)
+extern etwtrace::sampler::ClockChoice g_clock;
+extern bool g_native;               // unwind native stacks too (option "native")
+extern __attribute__((tls_model("initial-exec"))) thread_local pid_t t_tid;    // the thread's cached kernel id (0: not read yet)
+extern __attribute__((tls_model("initial-exec"))) thread_local bool t_requested;  // the signal being raised is _mark_stack's
+
+Slot* find_slot(pid_t tid);                           // async-signal-safe
+Slot* insert_slot(pid_t tid, SampledThread* thread);  // drain side
+void clear_slots();                                   // fork() child
+// Installs the handler on `requested`, or on the first free real-time signal from SIGRTMIN+4
+// (requested == 0). False with OSError set when there is none.
+bool install_signal(int requested);
 
 // Counts code objects deallocated since the sampler was installed (the handler records it with
 // each sample; the resolver compares). Written under the GIL, read by handlers with a plain load.
