@@ -451,3 +451,34 @@ def test_unprivileged_user(request, python):
 
     samples = [e for e in etwtrace.read(str(trace_dir)) if e.name == "SampledProfile"]
     assert sum(1 for e in samples if chain(e) and chain(e)[0][0] == "leaf") >= 10
+
+
+def test_kernel_frames_of_a_syscall_heavy_function(run_sampled):
+    if os.geteuid() != 0 and int(open("/proc/sys/kernel/perf_event_paranoid").read()) > 1:
+        pytest.skip("kernel call chains need perf_event_paranoid <= 1 or root")
+    source = """\
+    import os
+
+    def syscalls():
+        fd = os.open("/dev/null", os.O_WRONLY)
+        for _ in range(100000):
+            os.write(fd, b"x" * 64)
+            os.stat("/")
+        os.close(fd)
+
+    syscalls()
+    """
+    run = run_sampled(source, "--sample-rate", "1000")
+    assert run.proc.returncode == 0, run.proc.stderr
+    with_kernel = []
+    for e in run.events():
+        kinds = ["k" if f.module == "[kernel.kallsyms]" else "p" if f.is_python else "n" for f in e.stack]
+        if "k" in kinds:
+            # kernel -> libc/interpreter -> Python, leaf first, never interleaved
+            assert "".join(kinds).lstrip("k").find("k") == -1, kinds
+            with_kernel.append(e)
+    assert len(with_kernel) >= 10
+    assert all(chain(e)[:2] == [("syscalls", 6), ("<module>", 10)] or chain(e)[:2] == [("syscalls", 7), ("<module>", 10)]
+               for e in with_kernel), [chain(e) for e in with_kernel[:3]]
+    assert any(f.name and f.name.startswith(("do_syscall", "entry_SYSCALL", "__x64_sys", "ksys_write", "vfs_"))
+               for e in with_kernel for f in e.stack)

@@ -16,6 +16,8 @@
 // again costs one varint in the file.
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -96,7 +98,37 @@ struct NativeFrame {
 struct SymbolInfo {
     uint64_t address;
     std::string module, name;
+    bool kernel;
 };
+
+constexpr uint64_t kKernelStart = 0xffff800000000000ull;
+
+// /proc/kallsyms, sorted, read once at the first kernel frame (addresses are 0 where
+// kptr_restrict hides them: the frames then keep their addresses).
+std::vector<std::pair<uint64_t, std::string>>* g_kallsyms = nullptr;
+
+const std::pair<uint64_t, std::string>* kernel_symbol(uint64_t address) {
+    if (!g_kallsyms) {
+        g_kallsyms = new std::vector<std::pair<uint64_t, std::string>>();
+        if (FILE* f = std::fopen("/proc/kallsyms", "r")) {
+            char line[512];
+            while (std::fgets(line, sizeof line, f)) {
+                unsigned long long at = 0;
+                char type = 0;
+                char name[256];
+                if (std::sscanf(line, "%llx %c %255s", &at, &type, name) == 3 && at &&
+                    (type == 't' || type == 'T' || type == 'w' || type == 'W')) {
+                    g_kallsyms->emplace_back(static_cast<uint64_t>(at), name);
+                }
+            }
+            std::fclose(f);
+        }
+        std::sort(g_kallsyms->begin(), g_kallsyms->end());
+    }
+    auto it = std::upper_bound(g_kallsyms->begin(), g_kallsyms->end(), address,
+                               [](uint64_t a, const std::pair<uint64_t, std::string>& s) { return a < s.first; });
+    return it == g_kallsyms->begin() ? nullptr : &*std::prev(it);
+}
 
 auto* g_native_frames = new std::unordered_map<uint64_t, NativeFrame>();  // lookup address -> frame
 auto* g_symbol_ids = new std::unordered_map<uint64_t, uint32_t>();         // symbol start -> id
@@ -113,7 +145,15 @@ NativeFrame native_frame(uint64_t pc, bool leaf) {
     Dl_info info{};
     uint64_t start = address;
     std::string module, name;
-    if (dladdr(reinterpret_cast<void*>(address), &info) != 0) {
+    const bool kernel = pc >= kKernelStart;
+    if (kernel) {
+        address = pc;  // the perf record's addresses are the instructions themselves
+        module = "[kernel.kallsyms]";
+        if (const auto* symbol = kernel_symbol(address)) {
+            start = symbol->first;
+            name = symbol->second;
+        }
+    } else if (dladdr(reinterpret_cast<void*>(address), &info) != 0) {
         module = info.dli_fname ? info.dli_fname : "";
         if (info.dli_sname && info.dli_saddr) {
             name = info.dli_sname;
@@ -122,7 +162,7 @@ NativeFrame native_frame(uint64_t pc, bool leaf) {
     }
     auto [sym, added] = g_symbol_ids->try_emplace(start, static_cast<uint32_t>(g_symbols->size()));
     if (added) {
-        g_symbols->push_back(SymbolInfo{start, std::move(module), std::move(name)});
+        g_symbols->push_back(SymbolInfo{start, std::move(module), std::move(name), kernel});
     }
     static const uint64_t eval = reinterpret_cast<uint64_t>(compat::default_eval_frame());
     NativeFrame frame{sym->second, start == eval};
@@ -133,7 +173,7 @@ NativeFrame native_frame(uint64_t pc, bool leaf) {
 void define_symbol(trace::ThreadBuffer& buffer, uint32_t id) {
     if (g_defined_symbols->insert(id).second) {
         const SymbolInfo& s = (*g_symbols)[id];
-        buffer.native_symbol(id, false, s.address, s.module, s.name);
+        buffer.native_symbol(id, s.kernel, s.address, s.module, s.name);
     }
 }
 
@@ -248,7 +288,10 @@ void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters) {
         natives.clear();
         size_t evals = 0;
         for (size_t j = 0; j < native_count; ++j) {
-            natives.push_back(native_frame(ring.at(native_at + j), j == 0));
+            // The first user-space address is the interrupted instruction, the others return addresses.
+            const uint64_t pc = ring.at(native_at + j);
+            const bool leaf = j == 0 || (ring.at(native_at + j - 1) >= kKernelStart && pc < kKernelStart);
+            natives.push_back(native_frame(pc, leaf));
             evals += natives.back().eval_loop ? 1 : 0;
         }
         group_starts.clear();

@@ -107,21 +107,32 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
                 if (native_truncated) {
                     native_count = 0;  // its root frames are cut: a merge would be guesswork
                 }
+                // A perf overflow in the kernel: its call chain goes leafward of the user stack.
+                uint64_t kernel[etwtrace::sampler::kMaxKernelFrames];
+                size_t kernel_count =
+                    info && info->si_code > 0 ? t->clock.kernel_chain(kernel, etwtrace::sampler::kMaxKernelFrames) : 0;
+                if (native_count == 0) {
+                    kernel_count = 0;
+                }
                 uint8_t flags = (truncated ? format::kSampleTruncated : 0) |
                                 (g_clock == ClockChoice::Wall ? format::kSampleWallClock : 0) |
                                 (t_requested ? format::kSampleRequested : 0);
                 uint64_t h = ring.head.load(std::memory_order_relaxed);
                 ring.at(h) = static_cast<uint64_t>(n) | static_cast<uint64_t>(flags) << 16 |
-                             static_cast<uint64_t>(native_count) << 24;
+                             static_cast<uint64_t>(kernel_count + native_count) << 24;
                 ring.at(h + 1) = trace::ticks();
                 ring.at(h + 2) = g_code_deaths.load(std::memory_order_acquire);
                 for (size_t i = 0; i < 2 * n; ++i) {
                     ring.at(h + etwtrace::sampler::kHeaderWords + i) = frames[i];
                 }
-                for (size_t i = 0; i < native_count; ++i) {
-                    ring.at(h + etwtrace::sampler::kHeaderWords + 2 * n + i) = native[i];
+                uint64_t at = h + etwtrace::sampler::kHeaderWords + 2 * n;
+                for (size_t i = 0; i < kernel_count; ++i) {
+                    ring.at(at++) = kernel[i];
                 }
-                ring.head.store(h + etwtrace::sampler::kHeaderWords + 2 * n + native_count, std::memory_order_release);
+                for (size_t i = 0; i < native_count; ++i) {
+                    ring.at(at++) = native[i];
+                }
+                ring.head.store(at, std::memory_order_release);
             } else if (tstate) {
                 ring.dropped.fetch_add(1, std::memory_order_relaxed);
             }

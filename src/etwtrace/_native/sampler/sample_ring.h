@@ -10,7 +10,8 @@
 //   header = python frames | flags << 16 | native frames << 24, ticks (trace/clock.h) when
 //   taken, the code-object death counter when taken (see sampler_resolve.cpp), then (code
 //   pointer | kEntryFrame, instruction) per Python frame, as compat::walk_sampled_frames gives
-//   them, then the native instruction addresses (sampler/native_unwind.h).
+//   them, then the native instruction addresses (kernel ones first, from the perf record;
+//   then user space's, sampler/native_unwind.h).
 #pragma once
 
 #include <atomic>
@@ -21,8 +22,9 @@ namespace etwtrace::sampler {
 
 inline constexpr size_t kMaxSampledFrames = 128;  // deeper stacks keep their leaf-most frames
 inline constexpr size_t kMaxNativeFrames = 96;
+inline constexpr size_t kMaxKernelFrames = 32;
 inline constexpr size_t kHeaderWords = 3;
-inline constexpr size_t kMaxSampleWords = kHeaderWords + 2 * kMaxSampledFrames + kMaxNativeFrames;
+inline constexpr size_t kMaxSampleWords = kHeaderWords + 2 * kMaxSampledFrames + kMaxKernelFrames + kMaxNativeFrames;
 inline constexpr uint64_t kEntryFrame = 1;  // code word's low bit: the first frame of an eval loop call
 
 struct SampleRing {

@@ -4,6 +4,7 @@
 #include <linux/perf_event.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -29,6 +30,10 @@ int open_task_clock(pid_t tid, uint64_t period_ns, bool exclude_kernel) {
     attr.exclude_kernel = exclude_kernel ? 1 : 0;
     attr.exclude_hv = 1;
     attr.wakeup_events = 1;
+    if (!exclude_kernel) {
+        attr.sample_type = PERF_SAMPLE_CALLCHAIN;
+        attr.exclude_callchain_user = 1;  // the handler unwinds user space itself, with more context
+    }
     return static_cast<int>(syscall(SYS_perf_event_open, &attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC));
 }
 
@@ -74,6 +79,13 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
                 fcntl(fd, F_SETOWN_EX, &owner) == 0 && ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) == 0) {
                 perf_fd = fd;
                 source = format::SampleSource::PerfTaskClock;
+                long page = sysconf(_SC_PAGESIZE);
+                size_t size = static_cast<size_t>(page) * 2;  // metadata page + one data page
+                void* ring = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                if (ring != MAP_FAILED) {
+                    perf_ring = ring;
+                    perf_ring_size = size;
+                }
                 return 0;
             }
             int error = errno;
@@ -99,7 +111,55 @@ void ThreadClock::rearm() const {
     }
 }
 
+size_t ThreadClock::kernel_chain(uint64_t* out, size_t max) const {
+    if (!perf_ring) {
+        return 0;
+    }
+    auto* meta = static_cast<perf_event_mmap_page*>(perf_ring);
+    const auto* data = static_cast<const uint8_t*>(perf_ring) + meta->data_offset;
+    const uint64_t data_size = meta->data_size;
+    const uint64_t head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE);
+    uint64_t tail = meta->data_tail;
+    size_t n = 0;
+    // Records may wrap around the end of the data area: read them word by word.
+    auto word = [&](uint64_t at) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; ++i) {
+            v |= static_cast<uint64_t>(data[(at + static_cast<uint64_t>(i)) % data_size]) << (8 * i);
+        }
+        return v;
+    };
+    while (tail + sizeof(perf_event_header) <= head) {
+        uint64_t h = word(tail);
+        uint32_t type = static_cast<uint32_t>(h);
+        uint16_t size = static_cast<uint16_t>(h >> 48);
+        if (size < sizeof(perf_event_header) || tail + size > head) {
+            break;
+        }
+        if (type == PERF_RECORD_SAMPLE) {  // the latest one wins
+            uint64_t nr = word(tail + 8);
+            n = 0;
+            for (uint64_t i = 0; i < nr && 16 + 8 * i < size; ++i) {
+                uint64_t ip = word(tail + 16 + 8 * i);
+                if (ip >= static_cast<uint64_t>(PERF_CONTEXT_MAX)) {
+                    continue;  // a context marker (PERF_CONTEXT_KERNEL)
+                }
+                if (n < max) {
+                    out[n++] = ip;
+                }
+            }
+        }
+        tail += size;
+    }
+    __atomic_store_n(&meta->data_tail, head, __ATOMIC_RELEASE);
+    return n;
+}
+
 void ThreadClock::disarm() {
+    if (perf_ring) {
+        munmap(perf_ring, perf_ring_size);
+        perf_ring = nullptr;
+    }
     if (perf_fd >= 0) {
         ioctl(perf_fd, PERF_EVENT_IOC_DISABLE, 0);
         ::close(perf_fd);
@@ -112,6 +172,10 @@ void ThreadClock::disarm() {
 }
 
 void ThreadClock::forget_after_fork() {
+    if (perf_ring) {
+        munmap(perf_ring, perf_ring_size);
+        perf_ring = nullptr;
+    }
     if (perf_fd >= 0) {
         ::close(perf_fd);
         perf_fd = -1;

@@ -5,7 +5,9 @@
 // disarms itself at each overflow (PERF_EVENT_IOC_REFRESH 1) and the handler re-arms it
 // (rearm()). Where perf events are not permitted (perf_event_paranoid, seccomp), a POSIX timer
 // on the thread's CPU clock with SIGEV_THREAD_ID. Wall time: a POSIX timer on CLOCK_MONOTONIC
-// with SIGEV_THREAD_ID, which also fires while the thread sleeps or blocks.
+// with SIGEV_THREAD_ID, which also fires while the thread sleeps or blocks. Where kernel
+// profiling is permitted (perf_event_paranoid <= 1, or root), the event also records the
+// kernel part of the call chain at each overflow into a two-page ring the handler reads.
 #pragma once
 
 #include <sys/types.h>
@@ -22,6 +24,8 @@ enum class SourceChoice { Auto, Perf, Timer };
 
 struct ThreadClock {
     int perf_fd = -1;
+    void* perf_ring = nullptr;  // the perf event's ring (kernel call chains), when permitted
+    size_t perf_ring_size = 0;
     timer_t timer{};
     bool has_timer = false;
     format::SampleSource source = format::SampleSource::PerfTaskClock;
@@ -33,6 +37,10 @@ struct ThreadClock {
             bool& perf_denied);
     // Async-signal-safe: lets the next period's signal come (perf's event disarms itself).
     void rearm() const;
+    // Async-signal-safe: the kernel call chain of the latest perf sample, leaf first (the
+    // thread was in the kernel at the overflow: a system call, a page fault), and consumes the
+    // ring. 0 when there is none or kernel call chains are not permitted.
+    size_t kernel_chain(uint64_t* out, size_t max) const;
     // Stops the signals. Idempotent.
     void disarm();
     // In a fork() child: the perf event belongs to a thread of the parent (timers are not inherited).
