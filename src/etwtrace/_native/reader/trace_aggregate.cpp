@@ -176,6 +176,9 @@ public:
             if (!wire::event(c, ticks, raw, function_)) {
                 return false;
             }
+            if (raw.tag == format::EventTag::StackNode || raw.tag == format::EventTag::NativeSymbol) {
+                continue;  // definitions of the sampler's stacks: not events (as in the reader)
+            }
             const uint64_t now = clock.ns(ticks, ts.segment);
             ++out_.events;
             first_ = std::min(first_, now);
@@ -205,7 +208,7 @@ public:
             case format::EventTag::Sample:
                 ++out_.samples;
                 break;
-            case format::EventTag::StackNode:  // samples: read() streams them to the report
+            case format::EventTag::StackNode:
             case format::EventTag::NativeSymbol:
                 break;
             }
@@ -341,6 +344,13 @@ bool aggregate(const uint8_t* data, size_t size, TraceAggregate& out, const std:
                     out.lost_events = std::max(out.lost_events, lost);
                 } else {
                     aggregator.record_error("malformed end record", record_offset);
+                }
+                break;
+            }
+            case format::RecordType::SamplerStats: {
+                SamplerStats stats;  // the report reads the counters through read(): checked only
+                if (!wire::sampler_stats(body, stats)) {
+                    aggregator.record_error("malformed sampler stats record", record_offset);
                 }
                 break;
             }

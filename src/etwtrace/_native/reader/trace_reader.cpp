@@ -265,9 +265,7 @@ bool decode(const uint8_t* data, size_t size, TraceData& out, const ReadOptions&
             }
             case format::RecordType::SamplerStats: {
                 SamplerStats& st = out.sampler;
-                if (body.varint(st.samples) && body.varint(st.dropped) && body.varint(st.unresolved_frames) &&
-                    body.varint(st.truncated) && body.varint(st.period_ns) && body.u8(st.source) &&
-                    body.varint(st.threads) && body.varint(st.unmerged)) {
+                if (wire::sampler_stats(body, st)) {
                     st.present = true;
                 } else {
                     decoder.record_error("malformed sampler stats record", record_offset);

@@ -74,6 +74,12 @@ inline bool end(Cursor body, uint64_t& lost) {
     return body.varint(chunks) && body.varint(lost) && body.varint(end_ns);
 }
 
+inline bool sampler_stats(Cursor body, SamplerStats& st) {
+    return body.varint(st.samples) && body.varint(st.dropped) && body.varint(st.unresolved_frames) &&
+           body.varint(st.truncated) && body.varint(st.period_ns) && body.u8(st.source) && body.varint(st.threads) &&
+           body.varint(st.unmerged);
+}
+
 // The first varints of a CHUNK payload; `c` is left at its first event.
 inline bool chunk_header(Cursor& c, uint64_t& tid, uint64_t& seq, uint64_t& base_ticks) {
     return c.varint(tid) && c.varint(seq) && c.varint(base_ticks);
