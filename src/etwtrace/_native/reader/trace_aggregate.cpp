@@ -205,6 +205,7 @@ public:
                 out_.marks.push_back(AggregateMark{now, ts.index, raw.value, std::string(raw.text)});
                 break;
             case format::EventTag::Thread:
+                break;
             case format::EventTag::Sample:
                 ++out_.samples;
                 break;
