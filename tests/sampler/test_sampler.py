@@ -7,7 +7,12 @@ import sys
 
 import pytest
 
-from conftest import chain
+
+
+def chain(event):
+    """(name, line) of each Python frame of a sample, leaf first."""
+    return [(f.name, f.line) for f in event.stack if f.is_python]
+
 
 HOT_CHAIN = """\
 def leaf(n):
