@@ -178,14 +178,16 @@ class SamplingTracer(_TracingMixin):
     or 'wall' to sample sleeping and blocked threads too), trace_path (default:
     $ETWTRACE_TRACE_DIR or the current directory, etwtrace-<pid>.etwtrace), source ('auto':
     perf events, or CPU-clock timers where perf events are not permitted; 'perf'; 'timer'),
-    signal (the real-time signal to use; default: the first free one from SIGRTMIN+4).
+    signal (the real-time signal to use; default: the first free one from SIGRTMIN+4),
+    native (False: Python frames only, no native unwinding).
     """
 
     _mode = "sampler"
 
-    def __init__(self, rate=None, clock=None, trace_path=None, source=None, signal=None):
+    def __init__(self, rate=None, clock=None, trace_path=None, source=None, signal=None, native=None):
         options = {k: v for k, v in (("rate", rate), ("clock", clock), ("trace_path", trace_path),
-                                     ("source", source), ("signal", signal)) if v is not None}
+                                     ("source", source), ("signal", signal), ("native", native))
+                   if v is not None}
         super().__init__(**options)
 
     @property

@@ -43,8 +43,3 @@ def run_sampled(tmp_path):
         return Run(proc, str(trace_dir))
 
     return run
-
-
-def chain(event):
-    """(name, line) of each Python frame of a sample, leaf first."""
-    return [(f.name, f.line) for f in event.stack if f.is_python]

@@ -45,11 +45,15 @@ void code_dealloc(PyObject* code) {
         // Resolve what is buffered while this code object is still alive: samples taken just
         // before a function's code is freed (a module's body at exit, exec'd code) keep their
         // names. Not reentrant: a code object freed during the drain is only logged.
+        // The code object is resurrected for the drain (as slot_tp_finalize does): a lookup
+        // that takes and drops a reference to it must not free it a second time.
         g_draining = true;
+        Py_SET_REFCNT(code, 1);
         {
             compat::SavedException saved;
             g_drain_before_death();
         }
+        Py_SET_REFCNT(code, 0);
         g_draining = false;
     }
     uint64_t death = g_code_deaths.load(std::memory_order_relaxed) + 1;
