@@ -7,6 +7,9 @@ Enabling a tracer hooks Python function calls and publishes what a system profil
   `py::<qualname>:<file>` frames between the native ones.
 * InstrumentedTracer records entry and exit of every Python and C call into a lossless trace
   file (and fires USDT probes), for exact call counts and timelines.
+* SamplingTracer samples every thread from inside the process: a signal per period of each
+  thread's CPU time (or wall time) copies its Python stack, with line numbers, into a trace
+  file. No hook runs between samples (docs/sampler.md).
 
 The mark() function and mark_range() context manager emit an event (or start/stop pair) with
 custom text, useful for finding spans of interest during analysis::
@@ -24,6 +27,7 @@ from ._version import __version__
 __all__ = [
     "StackSamplingTracer",
     "InstrumentedTracer",
+    "SamplingTracer",
     "mark",
     "mark_range",
     "is_active",
@@ -141,7 +145,7 @@ def _enable_failure(mode, error):
     import os
 
     text = str(error).replace("etwtrace: ", "")
-    variable = "ETWTRACE_TRACE_DIR" if mode == "instrumented" else "JITDUMPDIR"
+    variable = "ETWTRACE_TRACE_DIR" if mode in ("instrumented", "sampler") else "JITDUMPDIR"
     directory = os.environ.get(variable)
     if directory and not os.path.isdir(directory):
         return TracingError(f"{variable} names {directory}, which is not a directory; create it, "
@@ -149,7 +153,7 @@ def _enable_failure(mode, error):
     if directory and not os.access(directory, os.W_OK | os.X_OK):
         return TracingError(f"{variable} names {directory}, which this user cannot write in; "
                             f"set {variable} to a writable directory")
-    if mode == "instrumented" and not directory and not os.access(os.getcwd(), os.W_OK | os.X_OK):
+    if mode in ("instrumented", "sampler") and not directory and not os.access(os.getcwd(), os.W_OK | os.X_OK):
         return TracingError(f"the trace file goes to the current directory, which this user cannot "
                             f"write in; set ETWTRACE_TRACE_DIR to a writable directory")
     return TracingError(f"tracing could not start ({text})")
@@ -167,12 +171,37 @@ class InstrumentedTracer(_TracingMixin):
     _mode = "instrumented"
 
 
+class SamplingTracer(_TracingMixin):
+    """Samples every thread's stack on a signal, in-process, into a trace file (docs/sampler.md).
+
+    Options: rate (samples per second of each thread's CPU time, default 100), clock ('cpu',
+    or 'wall' to sample sleeping and blocked threads too), trace_path (default:
+    $ETWTRACE_TRACE_DIR or the current directory, etwtrace-<pid>.etwtrace), source ('auto':
+    perf events, or CPU-clock timers where perf events are not permitted; 'perf'; 'timer'),
+    signal (the real-time signal to use; default: the first free one from SIGRTMIN+4),
+    native (False: Python frames only, no native unwinding).
+    """
+
+    _mode = "sampler"
+
+    def __init__(self, rate=None, clock=None, trace_path=None, source=None, signal=None, native=None):
+        options = {k: v for k, v in (("rate", rate), ("clock", clock), ("trace_path", trace_path),
+                                     ("source", source), ("signal", signal), ("native", native))
+                   if v is not None}
+        super().__init__(**options)
+
+    @property
+    def trace_path(self):
+        """The trace file being written (None when not enabled)."""
+        return self._module._sampler_trace_path()
+
+
 def enable_if(enable_var, type_var):
     """Enable tracing at interpreter start-up (called from etwtrace.pth).
 
     Tracing starts when `enable_var` is empty/None or the variable it names is set to a value
     not starting with 0, n or f. The mode comes from the variable named by `type_var`:
-    'stack' (default) or 'instrument'/'instrumented'. The launcher (`python -m etwtrace`, the
+    'stack' (default), 'instrument'/'instrumented' or 'sampler'. The launcher (`python -m etwtrace`, the
     `etwtrace` script) is never traced from here: it traces its program itself. A problem never
     stops the program: it gets one warning line and runs untraced.
     """
@@ -192,7 +221,7 @@ def enable_if(enable_var, type_var):
     tracer_class = _TRACER_CLASSES.get(trace_type or "stack")
     if tracer_class is None:
         print(f"etwtrace: warning: {type_var}={os.getenv(type_var)!r} is not a tracing mode "
-              f"(use stack or instrumented); running untraced", file=sys.stderr)
+              f"(use stack, instrumented or sampler); running untraced", file=sys.stderr)
         return
     tracer = tracer_class()
     try:
@@ -218,7 +247,7 @@ def read(path, pid=None, thread_id=None, names=None):
 
 
 _TRACER_CLASSES = {"stack": StackSamplingTracer, "instrument": InstrumentedTracer,
-                   "instrumented": InstrumentedTracer}
+                   "instrumented": InstrumentedTracer, "sampler": SamplingTracer}
 # The tracer etwtrace.pth started, if any: the launcher replaces it with its own.
 _automatic_tracer = None
 

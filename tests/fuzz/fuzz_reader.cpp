@@ -52,8 +52,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return 0;
     }
     if (index->events != trace.events.size() || index->error != trace.error ||
-        index->unmatched_pops != trace.unmatched_pops || index->truncated != trace.truncated) {
-        std::abort();
+        index->unmatched_pops != trace.unmatched_pops || index->truncated != trace.truncated ||
+        index->samples.nodes.size() != trace.samples.nodes.size() ||
+        index->samples.unknown_nodes != trace.samples.unknown_nodes ||
+        index->sampler.present != trace.sampler.present) {
+        std::abort();  // the sampler's tree and counters too: one builder, the same values
     }
     etwtrace::reader::TraceStream stream(index);
     etwtrace::reader::StreamEvent event;
@@ -61,6 +64,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     while (stream.next(event)) {
         ++streamed;
         uint32_t depth = 0;
+        if (event.kind == etwtrace::reader::Kind::Sample) {  // a node of the sampler's tree
+            const auto& nodes = index->samples.nodes;
+            for (uint32_t node = event.stack; node != etwtrace::reader::kNoNode && depth < 64;
+                 node = nodes.at(node).parent) {
+                ++depth;
+            }
+            continue;
+        }
         for (uint32_t node = event.stack; node != etwtrace::reader::kNoNode && depth < 64; node = stream.parent(node)) {
             ++depth;
         }

@@ -134,7 +134,7 @@ def test_enable_if_warns_about_an_unknown_type_and_runs_untraced(tmp_path):
     assert proc.returncode == 0
     assert proc.stdout.strip() == "None"
     assert proc.stderr == ("etwtrace: warning: ETWTRACE_TEST_TYPE='bogus' is not a tracing mode "
-                           "(use stack or instrumented); running untraced\n")
+                           "(use stack, instrumented or sampler); running untraced\n")
 
 
 def test_thunk_memory_does_not_grow_with_functions(tmp_path):

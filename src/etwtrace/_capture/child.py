@@ -65,7 +65,15 @@ def interpreter_flags():
     return split_interpreter_options(argv[1:])[0]
 
 
-def child_command(mode, argv):
-    """The command line that runs the target under the launcher in `mode` ("stack", ...)."""
-    option = "--instrumented" if mode == "instrumented" else "--stack"
-    return [sys.executable, *interpreter_flags(), "-m", "etwtrace", option, "--", *argv]
+def child_command(mode, argv, options=None):
+    """The command line that runs the target under the launcher in `mode` ("stack", ...);
+    `options`: the tracer's options (the sampler's rate and clock)."""
+    option = {"instrumented": "--instrumented", "sampler": "--sampler"}.get(mode, "--stack")
+    extra = []
+    if mode == "sampler":
+        options = options or {}
+        if options.get("rate") is not None:
+            extra.append(f"--sample-rate={int(options['rate'])}")
+        if options.get("clock") == "wall":
+            extra.append("--wall-clock")
+    return [sys.executable, *interpreter_flags(), "-m", "etwtrace", option, *extra, "--", *argv]

@@ -164,6 +164,7 @@ def run(path, argv, tracer, profile_name=None, profile_file=None, keep_perf_data
 
 def _run(path, argv, tracer, profile_name, profile_file, keep_perf_data):
     instrumented = tracer._mode == "instrumented"
+    sampler = tracer._mode == "sampler"
     path = check_destination(path)
     profile = load_profile(profile_file, profile_name)
     if keep_perf_data:
@@ -172,8 +173,9 @@ def _run(path, argv, tracer, profile_name, profile_file, keep_perf_data):
     perf = perf_version = None
     no_perf_reason = None
     try:
-        perf, perf_version = find_perf()
-        no_perf_reason = permission_problem()
+        if not sampler:  # the sampler samples itself: its trace files are the capture
+            perf, perf_version = find_perf()
+            no_perf_reason = permission_problem()
     except CaptureError as ex:
         no_perf_reason = str(ex)
     if no_perf_reason:
@@ -207,7 +209,7 @@ def _run(path, argv, tracer, profile_name, profile_file, keep_perf_data):
         "format": _bundle.FORMAT,
         "format_version": _bundle.FORMAT_VERSION,
         "complete": False,
-        "mode": "instrumented" if instrumented else "stack",
+        "mode": tracer._mode if tracer._mode in ("instrumented", "sampler") else "stack",
         "command": list(argv),
         "cwd": os.getcwd(),
         "python": sys.version.split()[0],
@@ -258,7 +260,7 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
     raw = bundle.perf_raw
     log_path = bundle / _bundle.PERF_LOG
 
-    child = child_command(tracer._mode, argv)
+    child = child_command(tracer._mode, argv, tracer._options)
     env = dict(os.environ)
     env[ENV_CAPTURE] = path
     env[ENV_TRACE_DIR] = trace_dir

@@ -18,7 +18,8 @@ from .options import HELP_TEXT, parse
 
 __all__ = ["main", "console_main", "HELP_TEXT", "UsageError"]
 
-TRACER_CLASSES = {"stack": "StackSamplingTracer", "instrumented": "InstrumentedTracer"}
+TRACER_CLASSES = {"stack": "StackSamplingTracer", "instrumented": "InstrumentedTracer",
+                  "sampler": "SamplingTracer"}
 
 
 def _print_help():
@@ -53,7 +54,7 @@ def _main(args):
     if command.target is not None and not command.unused:
         from .run import run_target
 
-        tracer = (tracer_cls or etwtrace.StackSamplingTracer)()
+        tracer = (tracer_cls or etwtrace.StackSamplingTracer)(**command.sampler_options)
         return run_target(command.target, tracer, command.capture_path, command.capture_options,
                           quiet=command.quiet)
 

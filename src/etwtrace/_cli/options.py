@@ -11,9 +11,9 @@ from typing import List, Optional
 from .._errors import UsageError
 
 HELP_TEXT = """\
-Usage: python -m etwtrace [--stack | --instrument] [--capture PATH] -- script.py [args...]
-       python -m etwtrace [--stack | --instrument] [--capture PATH] -- -m module [args...]
-       python -m etwtrace [--stack | --instrument] [--capture PATH] -- -c code [args...]
+Usage: python -m etwtrace [--stack | --instrument | --sampler] [--capture PATH] -- script.py [args...]
+       python -m etwtrace [--stack | --instrument | --sampler] [--capture PATH] -- -m module [args...]
+       python -m etwtrace [--stack | --instrument | --sampler] [--capture PATH] -- -c code [args...]
        python -m etwtrace [--stack | --instrument] --capture PATH [--capture-profile NAME]
                           [--profile-file FILE] -- script.py [args...]
 
@@ -28,9 +28,19 @@ Usage: python -m etwtrace [--stack | --instrument] [--capture PATH] -- script.py
     --instrument, --instrumented
                         Instrumentation: record entry and exit of every Python and C call.
                           python -m etwtrace --instrument -- -m mypkg.cli --verbose
+    --sampler           In-process sampling: every thread gets a signal per period of its
+                        CPU time and its Python stack (with line numbers) goes into a trace
+                        file; no hook runs between samples (docs/sampler.md). No perf needed.
+                          python -m etwtrace --sampler -- app.py
+    --sample-rate N     Sampler: samples per second of each thread's CPU time (default 100).
+                          python -m etwtrace --sampler --sample-rate 1000 -- app.py
+    --wall-clock        Sampler: sample every thread per period of wall time, so time spent
+                        sleeping, waiting and blocked shows too.
+                          python -m etwtrace --sampler --wall-clock -- app.py
     --quiet             Do not say which files the tracer writes.
     --capture PATH      Record the run with `perf record` (and the trace file in
-                        instrumented mode) and save everything in the directory PATH
+                        instrumented mode; the sampler's trace file alone in sampler mode)
+                        and save everything in the directory PATH
                         (replaced if it is an earlier capture; see docs/capture.md).
                           python -m etwtrace --capture run.etwtrace -- app.py
     --capture-profile NAME
@@ -58,7 +68,7 @@ Usage: python -m etwtrace --enable [ENABLE_VAR [TYPE_VAR]]
     Starts tracing automatically in every interpreter of this environment, by writing
     etwtrace.pth into its site-packages. With ENABLE_VAR, only when that variable is set to a
     true value (anything not starting with 0, n or f). TYPE_VAR (default ENABLE_VAR_TYPE, or
-    ETWTRACE_TYPE) selects the mode: stack (default) or instrumented.
+    ETWTRACE_TYPE) selects the mode: stack (default), instrumented or sampler.
                           python -m etwtrace --enable PYTRACE  &&  PYTRACE=1 python app.py
 
 Usage: python -m etwtrace --disable
@@ -84,6 +94,9 @@ OPTIONS = {
     "--stack": ("mode", "stack"),
     "--instrument": ("mode", "instrumented"),
     "--instrumented": ("mode", "instrumented"),
+    "--sampler": ("mode", "sampler"),
+    "--sample-rate": ("value", "sample_rate"),
+    "--wall-clock": ("flag", "wall_clock"),
     "--capture": ("value", "capture_path"),
     "--capture-profile": ("value", "profile_name"),
     "--profile-file": ("value", "profile_file"),
@@ -104,12 +117,16 @@ VALUE_EXAMPLES = {
     "capture_path": ("a path", "run.etwtrace"),
     "profile_name": ("a profile name", "Minimal"),
     "profile_file": ("a path", "my-profiles.ini"),
+    "sample_rate": ("a number of samples per second", "1000"),
 }
+MODE_OPTIONS = {"stack": "--stack", "instrumented": "--instrument", "sampler": "--sampler"}
 
 
 @dataclass
 class Command:
-    mode: Optional[str] = None  # "stack" or "instrumented"; None: not given (stack)
+    mode: Optional[str] = None  # "stack", "instrumented" or "sampler"; None: not given (stack)
+    sample_rate: Optional[str] = None  # --sample-rate (sampler)
+    wall_clock: bool = False  # --wall-clock (sampler)
     quiet: bool = False  # do not say which files the tracer writes
     keep_perf_data: bool = False  # a capture also keeps perf.data and its binaries
     capture_path: Optional[str] = None
@@ -118,6 +135,16 @@ class Command:
     actions: List[tuple] = field(default_factory=list)  # (action, args) in the order given
     target: Optional[List[str]] = None  # what follows "--"
     unused: List[str] = field(default_factory=list)
+
+    @property
+    def sampler_options(self):
+        """The SamplingTracer's keyword arguments from --sample-rate and --wall-clock."""
+        options = {}
+        if self.sample_rate is not None:
+            options["rate"] = int(self.sample_rate)
+        if self.wall_clock:
+            options["clock"] = "wall"
+        return options
 
     @property
     def capture_options(self):
@@ -164,7 +191,8 @@ def parse(args):
             command.unused.append(arg)
         elif kind == "mode":
             if command.mode not in (None, what):
-                raise UsageError("--stack and --instrument cannot be used together; choose one mode")
+                raise UsageError(f"{MODE_OPTIONS[command.mode]} and {MODE_OPTIONS[what]} cannot be used together; "
+                                 "choose one mode")
             command.mode = what
         elif kind == "flag":
             setattr(command, what, True)
@@ -181,6 +209,14 @@ def parse(args):
             command.actions.append((what, tuple(names)))
             command.unused.extend(args)
             break
+    if command.sample_rate is not None:
+        rate = command.sample_rate
+        if not rate.isdigit() or not 1 <= int(rate) <= 100000:
+            raise UsageError(f"--sample-rate needs a whole number of samples per second from 1 to 100000, "
+                             f"not {rate!r}; for example: --sample-rate 1000")
+    if (command.sample_rate is not None or command.wall_clock) and command.mode != "sampler":
+        option = "--sample-rate" if command.sample_rate is not None else "--wall-clock"
+        raise UsageError(f"{option} only applies to the sampler; add --sampler")
     if command.target is not None and not command.unused and command.capture_path is None:
         if command.profile_name is not None or command.profile_file is not None or command.keep_perf_data:
             option = ("--capture-profile" if command.profile_name is not None else

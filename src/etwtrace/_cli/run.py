@@ -102,6 +102,8 @@ def _files_written(tracer):
 
     if tracer._mode == "instrumented":
         return [os.path.abspath(_etwtrace._instrumented_trace_path())]
+    if tracer._mode == "sampler":
+        return [os.path.abspath(_etwtrace._sampler_trace_path())]
     pid = os.getpid()
     return [f"/tmp/perf-{pid}.map", os.path.join(os.environ.get("JITDUMPDIR") or "/tmp", f"jit-{pid}.dump")]
 
@@ -169,6 +171,12 @@ def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=Fals
     # A launcher started in a way etwtrace.pth could not recognise (runpy, say) was traced from
     # start-up: the program is traced once, by the tracer the launcher was asked for.
     etwtrace._stop_automatic_tracing()
+    if tracer._mode == "sampler":
+        # The sampler sees every frame running, the launcher's too: runpy's frames (python -m
+        # etwtrace) sit below the target's <module>, where an untraced run has none.
+        import runpy
+
+        tracer.ignore(runpy.__file__, "<frozen runpy>")
     try:
         tracer.enable()
     except RuntimeError as ex:  # another eval-frame hook (-X perf, a debugger): not ours to replace

@@ -10,7 +10,8 @@ ids are ints, texts are str.
 A stack entry is a `Frame`: an int (the address, so that upstream's ``begin <= ip <= end``
 checks work) with `.symbol` and `.module` (what perf resolved it to, None for frames rebuilt
 from a trace file) and `.function`: the PythonFunction event of the Python function the frame
-runs, or None for a native frame.
+runs, or None for a native frame. `.line` is the line a sampler's frame was running (the
+function's first line for other frames).
 """
 
 import os
@@ -22,11 +23,12 @@ from .._schema import MARK_OPCODES
 class Frame(int):
     """A stack frame: its address (the int value), symbol, module and Python function if any."""
 
-    def __new__(cls, address, symbol=None, module=None, function=None):
+    def __new__(cls, address, symbol=None, module=None, function=None, line=None):
         self = super().__new__(cls, address)
         self.symbol = symbol
         self.module = module
         self.function = function
+        self._line = line
         return self
 
     @property
@@ -51,6 +53,9 @@ class Frame(int):
 
     @property
     def line(self):
+        """The line running (sampler frames), else the function's first line."""
+        if self._line is not None:
+            return self._line
         return self.function["LineNumber"] if self.function is not None else None
 
     @property
@@ -63,7 +68,7 @@ class Frame(int):
         return f"<Frame {int(self):#x} {where}{module}>"
 
     def __reduce__(self):
-        return (Frame, (int(self), self.symbol, self.module, self.function))
+        return (Frame, (int(self), self.symbol, self.module, self.function, self._line))
 
 
 class Event(EventBase):
@@ -134,8 +139,9 @@ def _frame_text(frame):
     function = frame.function
     if function is not None:
         where = function["SourceFile"]
-        if function["LineNumber"]:
-            where += f":{function['LineNumber']}"
+        line = frame.line
+        if line:
+            where += f":{line}"
         text = f"py:{function['Name']}" if frame.is_python else function["Name"]
         return f"{text}({where})" if where else text
     symbol = frame.symbol or f"{int(frame):#x}"

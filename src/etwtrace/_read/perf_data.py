@@ -231,21 +231,24 @@ class PerfEvent(Event):
     `stack_key` ((pid, stack id, generation), None without a stack) names it without building
     it: `frame_tuples()` gives its frames as (address, symbol, module, function), leaf first."""
 
-    __slots__ = ("stack_key", "_tables", "_frames")
-
-    def frame_tuples(self):
-        return self._tables.frame_tuples(self.stack_key) if self.stack_key is not None else []
+    __slots__ = ("stack_key", "_tables", "_stack")
 
     @property
     def stack(self):
-        frames = self._frames
-        if frames is None:
-            frames = self._frames = self._tables.stack(self.stack_key) if self.stack_key is not None else []
-        return frames
+        """Built from the stream's tables when first read (most events' stacks never are)."""
+        try:
+            return self._stack
+        except AttributeError:
+            pass
+        self._stack = self._tables.stack(self.stack_key) if self.stack_key is not None else ()
+        return self._stack
 
     @stack.setter
-    def stack(self, frames):
-        self._frames = list(frames)
+    def stack(self, value):
+        self._stack = value
+
+    def frame_tuples(self):
+        return self._tables.frame_tuples(self.stack_key) if self.stack_key is not None else []
 
 
 class _StreamTables(_Decoder):
@@ -283,7 +286,7 @@ class _StreamTables(_Decoder):
             if stack_id >= 0:
                 event.stack_key = (pid, stack_id, generation(pid))
                 event._tables = self
-                event._frames = None  # built from the tables when first read
+                del event._stack  # the constructor's empty stack: built when first read
             else:
                 event.stack_key = None
             yield event

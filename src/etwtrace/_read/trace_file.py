@@ -1,6 +1,6 @@
 """Instrumented trace files (docs/trace-format.md), streamed by the native reader.
 
-`TraceFile(path)` indexes one file (one pass in C++, keeping no event): `info` (header and
+`TraceFile(path)` indexes one file (instrumented or the sampler's) (one pass in C++, keeping no event): `info` (header and
 integrity counters), `functions`; `events()` then streams its `Event`s in timestamp order
 (native/reader/trace_stream.h), each stack rebuilt from the push/pop events, leaf first: one
 tuple per distinct stack, shared by the events that have it. Memory is bounded by the threads,
@@ -43,6 +43,8 @@ class TraceFile:
         self.pid = self.info["pid"]
         self.functions = {f[0]: f for f in self._reader.functions()}
         self._function_events = {}
+        self.sampler = self._reader.sampler_stats()  # the sampler's counters, None if not its file
+        self._symbols = {s[0]: s for s in self._reader.symbols()}
 
     @property
     def lost_events(self):
@@ -64,9 +66,21 @@ class TraceFile:
         function = self.function_event(function_id)
         return Frame(function["BeginAddress"], function=function)
 
+    def sample_frame(self, is_native, ident, line):
+        """The Frame of one sampled frame: a Python function at a line, or a native symbol."""
+        if is_native:
+            _id, kernel, address, module, symbol = self._symbols.get(ident, (ident, False, 0, "", ""))
+            return Frame(address, symbol or None, module or ("[kernel.kallsyms]" if kernel else None))
+        function = self.function_event(ident)
+        return Frame(function["BeginAddress"], function=function, line=line)
+
     def events(self, thread_ids=None, names=None):
-        """Events of this file in timestamp order, optionally only of these threads / names."""
-        return self._reader.events(Event, self.frame, thread_ids, names)
+        """Events of this file in timestamp order, optionally only of these threads / names.
+
+        The sampler's samples are SampledProfile events, their stacks (native and Python frames
+        merged, leaf first) from the file's prefix tree; a sample requested by a stack mark is
+        that PythonStackSample's stack."""
+        return self._reader.events(Event, self.frame, thread_ids, names, self.sample_frame)
 
     def stacks_at(self, queries):
         """For [(thread_id, timestamp)] in time order: each thread's stack (Frames, leaf first)

@@ -173,10 +173,10 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
             if manifest.get("pids") and command:
                 profile.processes[manifest["pids"][0]] = " ".join(command)
             has_perf = _bundle.has_perf_events(path, manifest)
-            if not has_perf and profile.mode != "instrumented":
+            if not has_perf and profile.mode not in ("instrumented", "sampler"):
                 raise ReportError(f"the capture {path} has no perf events, so nothing to report; capture again "
                                   f"(see perf-record.log in it for why perf failed)")
-            if not has_perf:
+            if not has_perf and profile.mode == "instrumented":
                 profile.health.notes.append("perf did not record this capture: the trace files alone are reported")
         else:
             traces = detail
@@ -186,9 +186,15 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
         aggregates = [native_aggregate(t) for t in traces]
         builder.trace_starts = {a["info"]["pid"]: a["info"]["start_ns"] or 0 for a in aggregates}
         window = _Window(filters)
-        if has_perf:
-            status.stage = "reading perf data"
-            _stream_events(builder, path, window, status)
+        # The sampler's trace files hold samples: read() streams them as it streams perf's.
+        sampled = any(a.get("samples") for a in aggregates)
+        if sampled and kind != "capture":
+            profile.mode = "sampler"
+        if has_perf or sampled:
+            status.stage = "reading perf data" if has_perf else "reading the samples"
+            _stream_events(builder, path, window, status, is_capture=kind == "capture")
+            if sampled:
+                _sampler_health(profile, traces)
         else:
             _trace_marks(builder, window, aggregates)
         window.check(path)
@@ -215,6 +221,25 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
         status.done()
     profile.marks.sort(key=lambda m: m.start_ns)
     return profile
+
+
+def _sampler_health(profile, traces):
+    """The sampler's own counters, as notes: samples lost or partly unresolved are never silent."""
+    from .._read import TraceFile
+
+    for path in traces:
+        stats = TraceFile(path).sampler
+        if not stats:
+            continue
+        if stats["dropped"]:
+            profile.health.notes.append(f"{os.path.basename(path)}: {stats['dropped']} samples were dropped "
+                                        "(the sampler's buffer was full)")
+        if stats["unresolved_frames"]:
+            profile.health.notes.append(f"{os.path.basename(path)}: {stats['unresolved_frames']} Python frames "
+                                        "are [freed code object] (their code was freed before resolution)")
+        if stats["truncated"]:
+            profile.health.notes.append(f"{os.path.basename(path)}: {stats['truncated']} samples were deeper than "
+                                        "the sampler keeps; their outermost frames are cut")
 
 
 def _mark(builder, window, open_ranges, pid, tid, ts, name, opcode, text, event=None):
@@ -259,8 +284,9 @@ def _trace_marks(builder, window, aggregates):
 _STREAMED = frozenset({"SampledProfile", "CSwitch", "PythonMark", "PythonStackSample", "PythonThread"})
 
 
-def _stream_events(builder, capture, window, status):
-    """The one pass over perf's events (and the marks of every source)."""
+def _stream_events(builder, capture, window, status, is_capture=True):
+    """The one pass over perf's events or the sampler's samples (and the marks of every
+    source); `capture` is a capture, or (is_capture False) the sampler's trace files."""
     p = builder.p
     filters = builder.filters
     switched_out = {}  # tid -> (pid, stack number or None, switch-out time)
@@ -269,7 +295,7 @@ def _stream_events(builder, capture, window, status):
     for source in [capture]:
         # A capture without trace files streams its perf events (nothing kept per event);
         # one with them needs read()'s merge of every event.
-        events = stream_capture(source, _bundle.load_manifest(source), _STREAMED)
+        events = stream_capture(source, _bundle.load_manifest(source), _STREAMED) if is_capture else None
         if events is None:
             events = read(source, names=_STREAMED)
         for e in events:
@@ -302,7 +328,7 @@ def _stream_events(builder, capture, window, status):
                 if e.get("Event") in CPU_CLOCKS and e.get("Period"):
                     periods[0] += e["Period"]
                     periods[1] += 1
-                stack = builder.sample_stack(e, count_short=True)
+                stack = builder.sample_stack(e, count_short=e.source == "perf")
                 if stack is None:
                     continue
                 p.add("cpu", e.pid, tid, stack)

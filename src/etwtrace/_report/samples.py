@@ -197,7 +197,9 @@ class SampleBuilder:
         previous = None
         outermost = len(stack)
         # Where the unwinder lost its way it adds a frame of no known module: not a frame.
-        while outermost and stack[outermost - 1][2] in ("[unknown]", None) and not stack[outermost - 1][1]:
+        # (A sampler's Python frame has no module but is a frame.)
+        while outermost and stack[outermost - 1][2] in ("[unknown]", None) and not stack[outermost - 1][1] \
+                and stack[outermost - 1][3] is None:
             outermost -= 1
         for i in range(outermost):
             frame = stack[i]

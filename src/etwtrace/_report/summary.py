@@ -102,7 +102,7 @@ class Summary:
 
     def _header(self):
         p = self.p
-        modes = {"stack": "stack sampling", "instrumented": "instrumented", "trace": "instrumented trace file"}
+        modes = {"stack": "stack sampling", "instrumented": "instrumented", "trace": "trace file", "sampler": "sampler"}
         threads = set()
         for table in p.weights.values():
             threads.update((pid, tid) for pid, tid, _s in table)

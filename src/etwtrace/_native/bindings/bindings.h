@@ -41,8 +41,10 @@ int add_trace_event_types(PyObject* module);
 PyObject* trace_info_dict(const reader::TraceSummary& t, size_t events);
 // (id, name, source_file, line, is_python, begin, end) per function, in file order;
 PyObject* function_list(const std::vector<reader::Function>& functions);
-// text of the file as str (undecodable bytes as surrogate escapes).
+// text of the file as str (undecodable bytes as surrogate escapes);
 PyObject* text_from_file(std::string_view text);
+// the sampler's counters as a dict (TraceFile.sampler), None when the file has no SamplerStats.
+PyObject* sampler_stats_dict(const reader::SamplerStats& stats, uint64_t unknown_nodes);
 
 // The mode called `name` ("stack", "instrumented"/"instrument"), or nullptr with ValueError set.
 TracerMode* mode_by_name(const char* name);

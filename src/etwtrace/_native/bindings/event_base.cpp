@@ -9,7 +9,8 @@
 namespace etwtrace::py::bindings::events {
 
 const char* const kNameText[kNames] = {"PythonFunctionPush", "PythonFunctionPop", "PythonFunction",
-                                       "PythonMark",         "PythonStackSample", "PythonThread"};
+                                       "PythonMark",         "PythonStackSample", "PythonThread",
+                                       "SampledProfile"};
 PyObject* g_names[kNames];
 PyObject* g_info;
 PyObject* g_start;
@@ -18,7 +19,8 @@ PyObject* g_trace;
 PyObject* g_minus_one;
 PyObject* g_empty;
 PyObject *g_function_id, *g_caller, *g_caller_line, *g_mark, *g_thread_id, *g_begin, *g_end, *g_line, *g_file,
-    *g_name, *g_is_python;
+    *g_name, *g_is_python, *g_event, *g_period;
+PyObject* g_sample_clocks[3];
 
 PyTypeObject EventBaseType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
@@ -35,7 +37,11 @@ bool intern_strings() {
                    {&g_trace, "trace"},        {&g_function_id, "FunctionID"}, {&g_caller, "Caller"},
                    {&g_caller_line, "CallerLine"}, {&g_mark, "Mark"},         {&g_thread_id, "ThreadId"},
                    {&g_begin, "BeginAddress"}, {&g_end, "EndAddress"},        {&g_line, "LineNumber"},
-                   {&g_file, "SourceFile"},    {&g_name, "Name"},             {&g_is_python, "IsPythonCode"}};
+                   {&g_file, "SourceFile"},    {&g_name, "Name"},             {&g_is_python, "IsPythonCode"},
+                   {&g_event, "Event"},        {&g_period, "Period"},
+                   // SamplerStats::source (format::SampleSource) as perf names its clocks
+                   {&g_sample_clocks[0], "task-clock"}, {&g_sample_clocks[1], "cpu-clock"},
+                   {&g_sample_clocks[2], "wall-clock"}};
     for (auto& s : strings) {
         if (!(*s.slot = PyUnicode_InternFromString(s.text))) {
             return false;
@@ -78,6 +84,12 @@ PyObject* build_fields(EventObject* ev) {
     case Kind::ThreadStart:
     case Kind::ThreadStop:
         return Py_BuildValue("{OO}", g_thread_id, ev->thread_id);
+    case Kind::Sample: {
+        const reader::SamplerStats& stats = owner_state(ev)->stream.index().sampler;
+        PyObject* clock = ev->flags & format::kSampleWallClock ? g_sample_clocks[2]
+                                                               : g_sample_clocks[stats.source < 3 ? stats.source : 0];
+        return Py_BuildValue("{OOOK}", g_event, clock, g_period, static_cast<unsigned long long>(stats.period_ns));
+    }
     }
     return PyDict_New();
 }
@@ -102,7 +114,8 @@ PyObject* event_get_stack(PyObject* op, void*) {
     if (!ev->stack) {
         if (ev->owner) {
             EventsState* s = owner_state(ev);
-            ev->stack = s->stacks.get(s->stream, ev->node);
+            ev->stack = ev->sampled ? s->sample_stacks.get(s->sample_tree(), ev->node)
+                                    : s->stacks.get(s->call_tree(), ev->node);
             if (!ev->stack) {
                 return nullptr;
             }

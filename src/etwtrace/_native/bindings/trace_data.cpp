@@ -66,6 +66,20 @@ PyObject* trace_info_dict(const reader::TraceSummary& t, size_t events) {
         t.error.data(), static_cast<Py_ssize_t>(t.error.size()), "events", static_cast<Py_ssize_t>(events));
 }
 
+PyObject* sampler_stats_dict(const reader::SamplerStats& s, uint64_t unknown_nodes) {
+    if (!s.present) {
+        Py_RETURN_NONE;
+    }
+    static const char* sources[] = {"task-clock", "timer-cpu-clock", "timer-wall-clock"};
+    using ull = unsigned long long;
+    return Py_BuildValue("{sKsKsKsKsKsKsssKsK}", "unmerged", static_cast<ull>(s.unmerged), "samples",
+                         static_cast<ull>(s.samples), "dropped", static_cast<ull>(s.dropped), "unresolved_frames",
+                         static_cast<ull>(s.unresolved_frames), "truncated", static_cast<ull>(s.truncated),
+                         "period_ns", static_cast<ull>(s.period_ns), "source",
+                         s.source < 3 ? sources[s.source] : "unknown", "threads", static_cast<ull>(s.threads),
+                         "unknown_nodes", static_cast<ull>(unknown_nodes));
+}
+
 namespace {
 
 PyObject* py_trace_info(PyObject*, PyObject* capsule) {
@@ -177,6 +191,37 @@ PyObject* py_trace_stack(PyObject*, PyObject* args) {
     return tuple;
 }
 
+// ---- the sampler's samples -----------------------------------------------------------------
+
+// The stack of a sample node as a tuple of (is_native, id, line), leaf first: id is a
+// FunctionID (Python frames, line = the line running) or a NativeSymbol id (_trace_symbols).
+PyObject* py_trace_sample_stack(PyObject*, PyObject* args) {
+    PyObject* capsule = nullptr;
+    unsigned long node = 0;
+    if (!PyArg_ParseTuple(args, "Ok:_trace_sample_stack", &capsule, &node)) {
+        return nullptr;
+    }
+    reader::TraceData* t = trace_from(capsule);
+    if (!t) {
+        return nullptr;
+    }
+    std::vector<const reader::SampleNode*> path;
+    for (uint32_t n = static_cast<uint32_t>(node); n != reader::kNoNode && n < t->samples.nodes.size();
+         n = t->samples.nodes[n].parent) {
+        path.push_back(&t->samples.nodes[n]);
+    }
+    PyObject* tuple = PyTuple_New(static_cast<Py_ssize_t>(path.size()));
+    for (size_t i = 0; tuple && i < path.size(); ++i) {
+        PyObject* item = Py_BuildValue("(NIi)", PyBool_FromLong(path[i]->frame & 1), path[i]->frame >> 1, path[i]->line);
+        if (!item) {
+            Py_CLEAR(tuple);
+            break;
+        }
+        PyTuple_SET_ITEM(tuple, static_cast<Py_ssize_t>(i), item);
+    }
+    return tuple;
+}
+
 // ---- _trace_aggregate -------------------------------------------------------------------------
 // _trace_aggregate(path, spans=None) -> dict, the whole trace summarised without keeping its
 // events (reader/trace_aggregate.h); spans [(start_ns, end_ns)] clip it to those windows:
@@ -254,9 +299,9 @@ PyObject* aggregate_dict(const reader::TraceAggregate& a) {
         }
         return nullptr;
     }
-    return Py_BuildValue("{sNsNsNsNsNsNsNsNsNsN}", "info", info, "python_version", version, "threads", threads,
+    return Py_BuildValue("{sNsNsNsNsNsNsNsNsNsNsK}", "info", info, "python_version", version, "threads", threads,
                          "functions", functions, "nodes", nodes, "stacks", stacks, "function_totals", totals,
-                         "marks", marks, "first_ns", first, "last_ns", last);
+                         "marks", marks, "first_ns", first, "last_ns", last, "samples", static_cast<ull>(a.samples));
 }
 
 PyObject* py_trace_aggregate(PyObject*, PyObject* args) {
@@ -331,6 +376,8 @@ PyMethodDef trace_data_methods[] = {
     {"_trace_functions", py_trace_functions, METH_O, "_trace_functions(trace)\n\nFunction definitions."},
     {"_trace_events", py_trace_events, METH_VARARGS, "_trace_events(trace, start, count)\n\nEvent tuples."},
     {"_trace_stack", py_trace_stack, METH_VARARGS, "_trace_stack(trace, node)\n\nFunctionIDs, leaf first."},
+    {"_trace_sample_stack", py_trace_sample_stack, METH_VARARGS,
+     "_trace_sample_stack(trace, node)\n\n(is_native, id, line) per frame of a sample, leaf first."},
     {"_trace_aggregate", py_trace_aggregate, METH_VARARGS,
      "_trace_aggregate(path, spans=None)\n\nSummarise a trace file without keeping its events (clipped to "
      "spans [(start_ns, end_ns)] if given): a dict with 'info', "

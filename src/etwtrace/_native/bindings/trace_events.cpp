@@ -47,6 +47,8 @@ PyObject* make_event(TraceEventsObject* self, const reader::StreamEvent& e, Name
     ev->caller_line = e.caller_line;
     ev->function = e.function;
     ev->node = e.stack;
+    ev->flags = e.kind == Kind::Sample ? e.mark_kind : 0;
+    ev->sampled = e.kind == Kind::Sample;
     switch (e.kind) {
     case Kind::Mark: {
         static PyObject* const* const opcodes[] = {&g_info, &g_start, &g_stop, &g_info};
@@ -75,20 +77,39 @@ PyObject* trace_events_next(PyObject* op) {
     EventsState& s = *self->state;
     reader::StreamEvent e;
     while (s.stream.next(e)) {
+        uint32_t requested = reader::kNoNode;
         NameIndex name = kPush;
         switch (e.kind) {
         case Kind::Push: name = kPush; break;
         case Kind::Pop: name = kPop; break;
         case Kind::Function: name = kFunction; break;
-        case Kind::Mark: name = e.mark_kind == 3 ? kStackSample : kMark; break;
+        case Kind::Mark:
+            name = e.mark_kind == 3 ? kStackSample : kMark;
+            if (name == kStackSample) {
+                std::swap(requested, s.requested[e.thread]);
+            }
+            break;
         case Kind::ThreadStart:
         case Kind::ThreadStop: name = kThread; break;
+        case Kind::Sample:
+            if (e.mark_kind & format::kSampleRequested) {
+                s.requested[e.thread] = e.stack;  // the stack of the PythonStackSample that follows
+                continue;
+            }
+            name = kSampledProfile;
+            break;
         }
         if (!(s.names & (1u << name)) ||
             (!s.all_threads && !s.thread_ids.count(s.stream.index().thread_ids[e.thread]))) {
             continue;
         }
-        return make_event(self, e, name);
+        PyObject* ev = make_event(self, e, name);
+        if (ev && requested != reader::kNoNode) {
+            auto* o = reinterpret_cast<EventObject*>(ev);
+            o->node = requested;
+            o->sampled = true;
+        }
+        return ev;
     }
     if (!s.stream.io_error().empty()) {
         PyErr_Format(PyExc_OSError, "cannot read the trace file further: %s", s.stream.io_error().c_str());
@@ -155,10 +176,10 @@ PyObject* trace_reader_python_version(PyObject* op, PyObject*) {
 PyObject* trace_reader_functions(PyObject* op, PyObject*) { return function_list(index_of(op).functions); }
 
 PyObject* trace_reader_events(PyObject* op, PyObject* args, PyObject* kwargs) {
-    static const char* keywords[] = {"event_type", "frame", "thread_ids", "names", nullptr};
-    PyObject *event_type = nullptr, *frame = nullptr, *thread_ids = Py_None, *names = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OO:events", const_cast<char**>(keywords), &event_type, &frame,
-                                     &thread_ids, &names)) {
+    static const char* keywords[] = {"event_type", "frame", "thread_ids", "names", "sample_frame", nullptr};
+    PyObject *event_type = nullptr, *frame = nullptr, *thread_ids = Py_None, *names = Py_None, *sample_frame = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OOO:events", const_cast<char**>(keywords), &event_type, &frame,
+                                     &thread_ids, &names, &sample_frame)) {
         return nullptr;
     }
     if (!PyType_Check(event_type) ||
@@ -172,7 +193,7 @@ PyObject* trace_reader_events(PyObject* op, PyObject* args, PyObject* kwargs) {
     }
     self->state = nullptr;
     self->event_type = reinterpret_cast<PyTypeObject*>(new_ref(event_type));
-    self->state = new EventsState(*reinterpret_cast<TraceReaderObject*>(op)->index, frame);
+    self->state = new EventsState(*reinterpret_cast<TraceReaderObject*>(op)->index, frame, sample_frame);
     EventsState& s = *self->state;
     PyObject* result = reinterpret_cast<PyObject*>(self);
     if (!s.pid) {
@@ -232,7 +253,7 @@ PyObject* trace_reader_stacks_at(PyObject* op, PyObject* args) {
         return nullptr;
     }
     reader::TraceStream stream(*reinterpret_cast<TraceReaderObject*>(op)->index);
-    StackTuples stacks(frame);
+    StackTuples<CallTree> stacks(frame);
     std::unordered_map<uint64_t, uint32_t> thread_index;
     const auto& tids = stream.index().thread_ids;
     for (uint32_t i = 0; i < tids.size(); ++i) {
@@ -248,7 +269,7 @@ PyObject* trace_reader_stacks_at(PyObject* op, PyObject* args) {
         }
         stream.skip_before(ts);
         auto it = thread_index.find(tid);
-        PyObject* stack = stacks.get(stream, it == thread_index.end() ? reader::kNoNode : stream.top(it->second));
+        PyObject* stack = stacks.get(CallTree{stream}, it == thread_index.end() ? reader::kNoNode : stream.top(it->second));
         if (!stack) {
             Py_CLEAR(result);
             break;
@@ -259,6 +280,29 @@ PyObject* trace_reader_stacks_at(PyObject* op, PyObject* args) {
     return result;
 }
 
+// [(id, is_kernel, address, module, symbol), ...]: the native frames samples name.
+PyObject* trace_reader_symbols(PyObject* op, PyObject*) {
+    const auto& symbols = index_of(op).samples.symbols;
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(symbols.size()));
+    for (size_t i = 0; list && i < symbols.size(); ++i) {
+        const reader::NativeSymbol& sym = symbols[i];
+        PyObject* item = Py_BuildValue("(INKNN)", sym.id, PyBool_FromLong(sym.kernel),
+                                       static_cast<unsigned long long>(sym.address), text_from_file(sym.module),
+                                       text_from_file(sym.symbol));
+        if (!item) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), item);
+    }
+    return list;
+}
+
+PyObject* trace_reader_sampler_stats(PyObject* op, PyObject*) {
+    const reader::TraceIndex& index = index_of(op);
+    return sampler_stats_dict(index.sampler, index.samples.unknown_nodes);
+}
+
 PyMethodDef trace_reader_methods[] = {
     {"info", trace_reader_info, METH_NOARGS, "info()\n\nThe header and integrity counters, a dict."},
     {"python_version", trace_reader_python_version, METH_NOARGS, "python_version()\n\nsys.version of the traced process."},
@@ -266,8 +310,13 @@ PyMethodDef trace_reader_methods[] = {
      "functions()\n\n[(id, name, source_file, line, is_python, begin, end)], in file order."},
     {"events", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(trace_reader_events)),
      METH_VARARGS | METH_KEYWORDS,
-     "events(event_type, frame, thread_ids=None, names=None)\n\nAn iterator of event_type instances in timestamp "
-     "order; frame(function_id) makes a stack's Frame (called once per function)."},
+     "events(event_type, frame, thread_ids=None, names=None, sample_frame=None)\n\nAn iterator of event_type "
+     "instances in timestamp order; frame(function_id) makes a stack's Frame (called once per function), "
+     "sample_frame(is_native, id, line) a sample's (once per distinct frame)."},
+    {"symbols", trace_reader_symbols, METH_NOARGS,
+     "symbols()\n\n[(id, is_kernel, address, module, symbol)]: the native frames of samples."},
+    {"sampler_stats", trace_reader_sampler_stats, METH_NOARGS,
+     "sampler_stats()\n\nThe sampler's counters (a dict), or None when the file has none."},
     {"stacks_at", trace_reader_stacks_at, METH_VARARGS,
      "stacks_at(frame, queries)\n\nFor [(thread_id, timestamp)] in time order: each thread's stack (a tuple of "
      "Frames, leaf first) just before that instant."},

@@ -16,7 +16,7 @@ using reader::Kind;
 
 // ---- shared strings ------------------------------------------------------------------------
 
-enum NameIndex { kPush, kPop, kFunction, kMark, kStackSample, kThread, kNames };
+enum NameIndex { kPush, kPop, kFunction, kMark, kStackSample, kThread, kSampledProfile, kNames };
 extern PyObject* g_names[kNames];
 extern PyObject* g_info;
 extern PyObject* g_start;
@@ -26,7 +26,9 @@ extern PyObject* g_minus_one;
 extern PyObject* g_empty;     // ()
 // Field names, in upstream's order.
 extern PyObject *g_function_id, *g_caller, *g_caller_line, *g_mark, *g_thread_id, *g_begin, *g_end, *g_line,
-    *g_file, *g_name, *g_is_python;
+    *g_file, *g_name, *g_is_python, *g_event, *g_period;
+// A SampledProfile's "Event": the clock of its samples (g_sample_clocks[SamplerStats::source]).
+extern PyObject* g_sample_clocks[3];
 
 // Makes the strings above (once, at module import).
 bool intern_strings();
@@ -38,9 +40,36 @@ inline PyObject* new_ref(PyObject* o) {
 
 // ---- stacks as tuples of Frames ------------------------------------------------------------
 
-// One tuple per node, leaf first, sharing one Frame per FunctionID. Tuples are cached up to a
-// budget of frame references (deep, ever-changing stacks would otherwise grow it without end);
-// beyond it they are built each time they are asked for.
+// The trees StackTuples builds tuples of: the stream's interned call stacks, keyed by FunctionID
+// (frames made by frame(function_id)), and the sampler's prefix tree, keyed by frame and line
+// (frames made by sample_frame(is_native, id, line)).
+struct CallTree {
+    const reader::TraceStream& stream;
+    size_t node_count() const { return stream.node_count(); }
+    uint32_t parent(uint32_t n) const { return stream.parent(n); }
+    uint64_t key(uint32_t n) const { return stream.function_id(n); }
+    static PyObject* make(PyObject* frame, uint64_t key) {
+        return PyObject_CallFunction(frame, "I", static_cast<unsigned>(key));
+    }
+};
+struct SampleTreeView {
+    const reader::SampleTree& tree;
+    size_t node_count() const { return tree.nodes.size(); }
+    uint32_t parent(uint32_t n) const { return tree.nodes[n].parent; }
+    uint64_t key(uint32_t n) const {
+        return uint64_t{tree.nodes[n].frame} << 32 | static_cast<uint32_t>(tree.nodes[n].line);
+    }
+    static PyObject* make(PyObject* frame, uint64_t key) {
+        const auto f = static_cast<uint32_t>(key >> 32);
+        return PyObject_CallFunction(frame, "NIi", PyBool_FromLong(f & 1), static_cast<unsigned>(f >> 1),
+                                     static_cast<int>(static_cast<int32_t>(static_cast<uint32_t>(key))));
+    }
+};
+
+// One tuple per node of a Tree (above), leaf first, sharing one Frame per key. Tuples are
+// cached up to a budget of frame references (deep, ever-changing stacks would otherwise grow
+// it without end); beyond it they are built each time they are asked for.
+template <typename Tree>
 class StackTuples {
 public:
     explicit StackTuples(PyObject* frame) : frame_(new_ref(frame)) {}
@@ -55,7 +84,7 @@ public:
     }
 
     // New reference, or nullptr with an exception set.
-    PyObject* get(const reader::TraceStream& stream, uint32_t node) {
+    PyObject* get(const Tree& stream, uint32_t node) {
         if (node == reader::kNoNode) {
             return new_ref(g_empty);
         }
@@ -75,7 +104,7 @@ public:
         if (!cache) {
             PyObject* tuple = PyTuple_New(base_size + static_cast<Py_ssize_t>(chain.size()));
             for (size_t i = 0; tuple && i < chain.size(); ++i) {
-                PyObject* f = frame(stream.function_id(chain[i]));
+                PyObject* f = frame(stream.key(chain[i]));
                 if (!f) {
                     Py_CLEAR(tuple);
                     break;
@@ -91,7 +120,7 @@ public:
             tuples_.resize(stream.node_count(), nullptr);
         }
         for (size_t k = chain.size(); k-- > 0;) {  // root side first: each tuple extends its parent's
-            PyObject* f = frame(stream.function_id(chain[k]));
+            PyObject* f = frame(stream.key(chain[k]));
             if (!f) {
                 return nullptr;
             }
@@ -115,20 +144,20 @@ private:
     static constexpr size_t kBudget = size_t{1} << 21;  // frame references (16 MiB)
 
     // Borrowed (the cache keeps it), or nullptr with an exception set.
-    PyObject* frame(uint32_t function_id) {
-        auto it = frames_.find(function_id);
+    PyObject* frame(uint64_t key) {
+        auto it = frames_.find(key);
         if (it != frames_.end()) {
             return it->second;
         }
-        PyObject* f = PyObject_CallFunction(frame_, "I", function_id);
+        PyObject* f = Tree::make(frame_, key);
         if (f) {
-            frames_.emplace(function_id, f);
+            frames_.emplace(key, f);
         }
         return f;
     }
 
     PyObject* frame_;
-    std::unordered_map<uint32_t, PyObject*> frames_;
+    std::unordered_map<uint64_t, PyObject*> frames_;
     std::vector<PyObject*> tuples_;
     size_t cached_ = 0;
 };
@@ -137,15 +166,22 @@ private:
 
 struct EventsState {
     reader::TraceStream stream;
-    StackTuples stacks;
+    StackTuples<CallTree> stacks;
+    StackTuples<SampleTreeView> sample_stacks;  // frames from sample_frame(is_native, id, line)
+    std::vector<uint32_t> requested;  // per thread: a requested sample's node, for its PythonStackSample
     PyObject* pid;
     std::vector<PyObject*> thread_objects;  // per thread index
     std::unordered_set<uint64_t> thread_ids;
     bool all_threads = true;
     unsigned names = (1u << kNames) - 1;  // bit per NameIndex
 
-    EventsState(std::shared_ptr<const reader::TraceIndex> index, PyObject* frame)
-        : stream(std::move(index)), stacks(frame), pid(PyLong_FromUnsignedLong(stream.index().header.pid)) {}
+    EventsState(std::shared_ptr<const reader::TraceIndex> index, PyObject* frame, PyObject* sample_frame)
+        : stream(std::move(index)), stacks(frame), sample_stacks(sample_frame),
+          requested(stream.index().thread_ids.size(), reader::kNoNode),
+          pid(PyLong_FromUnsignedLong(stream.index().header.pid)) {}
+
+    CallTree call_tree() const { return CallTree{stream}; }
+    SampleTreeView sample_tree() const { return SampleTreeView{stream.index().samples}; }
     ~EventsState() {
         Py_XDECREF(pid);
         for (PyObject* t : thread_objects) {
@@ -180,6 +216,8 @@ struct EventObject {
     uint32_t function;  // a definition's index in the index's functions
     uint32_t node;
     uint8_t kind;       // reader::Kind of a streamed event, 0 for one made in Python
+    uint8_t flags;      // Sample: its flags (format::kSample*)
+    bool sampled;       // node is in the sampler's tree (a sample, or the stack of a requested one)
 };
 
 extern PyTypeObject EventBaseType;

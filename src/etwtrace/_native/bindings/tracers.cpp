@@ -18,7 +18,10 @@ TracerMode* mode_by_name(const char* name) {
     if (std::strcmp(name, "instrumented") == 0 || std::strcmp(name, "instrument") == 0) {
         return &instrument_mode();
     }
-    PyErr_Format(PyExc_ValueError, "'%s' is not a tracing mode; use 'stack' or 'instrumented'", name);
+    if (std::strcmp(name, "sampler") == 0) {
+        return &sampler_mode();
+    }
+    PyErr_Format(PyExc_ValueError, "'%s' is not a tracing mode; use 'stack', 'instrumented' or 'sampler'", name);
     return nullptr;
 }
 
@@ -114,14 +117,23 @@ PyObject* py_run_as_main(PyObject*, PyObject* args) {
     return run_as_main(target, arg);
 }
 
+PyObject* py_sampler_trace_path(PyObject*, PyObject*) {
+    std::string path = sampler_trace_path();
+    if (path.empty()) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<Py_ssize_t>(path.size()));
+}
+
 }  // namespace
 
 PyMethodDef tracer_methods[] = {
     {"enable", py_enable, METH_VARARGS,
-     "enable(mode, ignored_files, include_prefixes, options={})\n\nStart tracing in 'stack' or "
-     "'instrumented' mode. Only one tracer may be active at a time. options: 'exclude_prefixes' "
+     "enable(mode, ignored_files, include_prefixes, options={})\n\nStart tracing in 'stack', "
+     "'instrumented' or 'sampler' mode. Only one tracer may be active at a time. options: 'exclude_prefixes' "
      "(list of str: functions whose file starts with one of them are never traced), "
-     "'trace_path' (instrumented: the trace file to write)."},
+     "'trace_path' (instrumented, sampler: the trace file to write); sampler: 'rate' (per second), "
+     "'clock' ('cpu' or 'wall'), 'source' ('auto', 'perf' or 'timer'), 'signal' (a real-time signal)."},
     {"disable", py_disable, METH_NOARGS, "disable()\n\nStop the active tracer (no-op if none)."},
     {"write_mark", py_write_mark, METH_VARARGS,
      "write_mark(text, kind)\n\nEmit a PythonMark (kind 0), range start (1) or stop (2), or a "
@@ -133,6 +145,8 @@ PyMethodDef tracer_methods[] = {
      "_run_as_main(code, globals) or _run_as_main(callable, args)\n\nRuns the launcher's target with no "
      "launcher frame under it and a fresh recursion depth (python/main_context.h); returns None, or "
      "the exception it raised."},
+    {"_sampler_trace_path", py_sampler_trace_path, METH_NOARGS,
+     "_sampler_trace_path()\n\nPath of the trace file the sampler is writing, or None."},
     {nullptr, nullptr, 0, nullptr},
 };
 

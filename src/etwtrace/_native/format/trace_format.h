@@ -24,7 +24,7 @@ namespace etwtrace::format {
 
 inline constexpr char kMagic[8] = {'E', 'T', 'W', 'T', 'R', 'A', 'C', 'E'};
 inline constexpr uint16_t kVersionMajor = 1;
-inline constexpr uint16_t kVersionMinor = 0;
+inline constexpr uint16_t kVersionMinor = 1;  // 1.1: the sampler's records
 inline constexpr uint32_t kClockMonotonic = 1;  // Linux CLOCK_MONOTONIC
 
 // How the per-event tick counter relates to nanoseconds.
@@ -71,6 +71,19 @@ enum class RecordType : uint8_t {
     ClockSync = 2,  // varint ticks | varint monotonic_ns
     Loss = 3,       // varint thread_id | varint lost_events: events that could not be written
     End = 4,        // varint chunks | varint lost_events | varint end_ns: clean close
+    // The sampler's counters, written once before END (a reader that does not know it skips it):
+    // varint samples | varint dropped (ring full) | varint unresolved_frames (code object
+    // gone before resolution) | varint truncated (deeper than kMaxSampledFrames) |
+    // varint period_ns | u8 SampleSource | varint threads | varint unmerged (samples whose
+    // native and Python stacks could not be paired: written with their Python frames only)
+    SamplerStats = 5,
+};
+
+// How the sampler's signals were produced (SamplerStats).
+enum class SampleSource : uint8_t {
+    PerfTaskClock = 0,  // perf_event_open(PERF_COUNT_SW_TASK_CLOCK), overflow signal to the thread
+    TimerThreadCpu = 1, // timer_create(thread CPU clock, SIGEV_THREAD_ID): perf events not permitted
+    TimerWall = 2,      // timer_create(CLOCK_MONOTONIC, SIGEV_THREAD_ID): wall-clock (off-CPU too)
 };
 
 enum class EventTag : uint8_t {
@@ -81,7 +94,22 @@ enum class EventTag : uint8_t {
                    // offset_delta, zigzag line_delta)   (the line table: see LineTable)
     Mark = 4,      // u8 kind (MarkKind) | string text
     Thread = 5,    // u8 1 = start, 0 = stop (thread id is the chunk's)
+    // The sampler (1.1). Stacks are a prefix tree shared by all threads of the file: a node is
+    // defined once, before (in file order, not necessarily in the same chunk) any use.
+    StackNode = 6,     // varint node (>= 1) | varint parent (0: root) | varint frame | zigzag line
+                       // frame = id << 1 | is_native: a Function id (Python, line = the line
+                       // running) or a NativeSymbol id (line 0)
+    NativeSymbol = 7,  // varint id | u8 flags (kSymbolIsKernel) | varint address | string module |
+                       // string symbol (empty when unknown; address is then the frame's own)
+    Sample = 8,        // varint leaf node | u8 flags (kSample*): one sample of this thread
 };
+
+inline constexpr uint8_t kSymbolIsKernel = 0x01;
+inline constexpr uint8_t kSampleWallClock = 0x01;  // taken by the wall-clock timer
+inline constexpr uint8_t kSampleTruncated = 0x02;  // deeper than the sampler keeps: root frames cut
+inline constexpr uint8_t kSampleUnresolved = 0x04; // some frames' code objects died before resolution
+inline constexpr uint8_t kSampleUnmerged = 0x08;   // native and Python frames could not be merged
+inline constexpr uint8_t kSampleRequested = 0x10;  // taken on request (_mark_stack), not by the clock
 
 enum class MarkKind : uint8_t { Mark = 0, RangeStart = 1, RangeStop = 2, StackSample = 3 };
 

@@ -7,6 +7,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <frameobject.h>
+#include <pthread.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <ctime>
 
 #if PY_VERSION_HEX < 0x03090000
 #error "etwtrace needs CPython 3.9 or newer"
@@ -393,5 +398,172 @@ inline PyObject* code_line_table(PyCodeObject* code) {
     return code->co_lnotab;
 #endif
 }
+
+
+// ---- the in-process sampler (sampler_mode.cpp, sampler_resolve.cpp) -------------------------
+
+// The interpreter frame layouts the sampler's signal handler reads with plain loads (it may
+// call nothing). Mirrors of internal/pycore_frame.h and cpython/pystate.h, leading fields only.
+#if PY_VERSION_HEX >= 0x030B0000
+using SampledCodeUnit = uint16_t;  // _Py_CODEUNIT (internal from 3.13): one 2-byte code unit
+// _PyCode_CODE(code): the first code unit of the (adaptive) bytecode.
+inline SampledCodeUnit* sampled_code_start(PyCodeObject* code) {
+    return reinterpret_cast<SampledCodeUnit*>(code->co_code_adaptive);
+}
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+struct SampledInterpreterFrame {  // 3.13
+    PyObject* f_executable;
+    SampledInterpreterFrame* previous;
+    PyObject* f_funcobj;
+    PyObject* f_globals;
+    PyObject* f_builtins;
+    PyObject* f_locals;
+    PyFrameObject* frame_obj;
+    SampledCodeUnit* instr_ptr;
+    int stacktop;
+    uint16_t return_offset;
+    char owner;
+};
+#elif PY_VERSION_HEX >= 0x030C0000
+struct SampledInterpreterFrame {  // 3.12
+    PyCodeObject* f_code;
+    SampledInterpreterFrame* previous;
+    PyObject* f_funcobj;
+    PyObject* f_globals;
+    PyObject* f_builtins;
+    PyObject* f_locals;
+    PyFrameObject* frame_obj;
+    SampledCodeUnit* prev_instr;
+    int stacktop;
+    uint16_t return_offset;
+    char owner;
+};
+#elif PY_VERSION_HEX >= 0x030B0000
+struct SampledInterpreterFrame {  // 3.11
+    PyObject* f_func;
+    PyObject* f_globals;
+    PyObject* f_builtins;
+    PyObject* f_locals;
+    PyCodeObject* f_code;
+    PyFrameObject* frame_obj;
+    SampledInterpreterFrame* previous;
+    SampledCodeUnit* prev_instr;
+    int stacktop;
+    bool is_entry;
+    char owner;
+};
+#endif
+inline constexpr char kFrameOwnedByGenerator = 1;
+inline constexpr char kFrameOwnedByCStack = 3;  // 3.12+: the shim frame an eval-loop call starts with
+
+// The calling thread's own thread state, or nullptr: a thread-specific-data load, safe in a
+// signal handler (it is what the interpreter binds and clears for each thread).
+inline PyThreadState* sampler_thread_state() { return PyGILState_GetThisThreadState(); }
+
+// The kernel thread id of a thread state (3.9/3.10 keep only the pthread_t: the tid is what
+// glibc's per-thread CPU clock id encodes).
+inline long thread_native_id(PyThreadState* tstate) {
+#if PY_VERSION_HEX >= 0x030B0000
+    return static_cast<long>(tstate->native_thread_id);
+#else
+    clockid_t clock = 0;
+    if (pthread_getcpuclockid(static_cast<pthread_t>(tstate->thread_id), &clock) != 0) {
+        return 0;
+    }
+    return static_cast<long>(~(static_cast<int>(clock) >> 3));
+#endif
+}
+
+// Walks the thread's Python frames, leaf first, into words: (code pointer | entry bit,
+// instruction) per frame (instruction: 3.11+ the code-unit pointer, before that the byte
+// offset). Plain loads only: async-signal-safe. Returns the number of frames written (at most
+// `max`); `truncated` is set when frames were left out.
+inline size_t walk_sampled_frames(PyThreadState* tstate, uint64_t* out, size_t max, bool& truncated) {
+    size_t n = 0;
+    truncated = false;
+#if PY_VERSION_HEX >= 0x030B0000
+#if PY_VERSION_HEX >= 0x030D0000
+    auto* frame = reinterpret_cast<SampledInterpreterFrame*>(tstate->current_frame);
+#else
+    _PyCFrame* cframe = tstate->cframe;
+    auto* frame = cframe ? reinterpret_cast<SampledInterpreterFrame*>(cframe->current_frame) : nullptr;
+#endif
+    for (; frame; frame = frame->previous) {
+        if (n == max) {
+            truncated = true;
+            break;
+        }
+#if PY_VERSION_HEX >= 0x030C0000
+        if (frame->owner == kFrameOwnedByCStack) {
+            if (n) {
+                out[2 * (n - 1)] |= 1;  // the frame above it began this eval-loop call
+            }
+            continue;
+        }
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+        PyObject* executable = frame->f_executable;
+        if (!executable || Py_TYPE(executable) != &PyCode_Type) {
+            continue;
+        }
+        auto* code = reinterpret_cast<PyCodeObject*>(executable);
+        SampledCodeUnit* instr = frame->instr_ptr;
+#else
+        PyCodeObject* code = frame->f_code;
+        SampledCodeUnit* instr = frame->prev_instr;
+        if (!code) {
+            continue;
+        }
+#endif
+        // Frames not yet past their first instruction (still being set up) are not running.
+        if (frame->owner != kFrameOwnedByGenerator && instr < sampled_code_start(code) + code->_co_firsttraceable) {
+            continue;
+        }
+        out[2 * n] = reinterpret_cast<uint64_t>(code);
+#if PY_VERSION_HEX < 0x030C0000
+        out[2 * n] |= frame->is_entry ? 1 : 0;
+#endif
+        out[2 * n + 1] = reinterpret_cast<uint64_t>(instr);
+        ++n;
+    }
+#else
+    for (PyFrameObject* frame = tstate->frame; frame; frame = frame->f_back) {
+        if (n == max) {
+            truncated = true;
+            break;
+        }
+        // Every frame object is one eval-loop call on 3.9/3.10.
+        out[2 * n] = reinterpret_cast<uint64_t>(frame->f_code) | 1;
+        int lasti = frame->f_lasti;
+#if PY_VERSION_HEX >= 0x030A0000
+        lasti = lasti < 0 ? 0 : lasti * 2;  // 3.10 counts code units
+#else
+        lasti = lasti < 0 ? 0 : lasti;
+#endif
+        out[2 * n + 1] = static_cast<uint64_t>(lasti);
+        ++n;
+    }
+#endif
+    return n;
+}
+
+// The bytecode byte offset of a sampled instruction word (under the GIL, the code alive).
+inline int sampled_offset(PyCodeObject* code, uint64_t instr) {
+#if PY_VERSION_HEX >= 0x030B0000
+    auto* unit = reinterpret_cast<SampledCodeUnit*>(instr);
+    ptrdiff_t units = unit - sampled_code_start(code);
+    if (units < 0) {
+        return 0;
+    }
+    return static_cast<int>(units * static_cast<ptrdiff_t>(sizeof(SampledCodeUnit)));
+#else
+    (void)code;
+    return static_cast<int>(instr);
+#endif
+}
+
+// The code type's deallocator slot, which the sampler wraps to learn of code objects dying.
+inline destructor* code_type_dealloc_slot() { return &PyCode_Type.tp_dealloc; }
 
 }  // namespace etwtrace::compat

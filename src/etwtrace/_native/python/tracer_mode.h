@@ -3,6 +3,8 @@
 //   stack_mode.cpp       stack sampling: PEP 523 hook -> per-function thunks -> perf map/jitdump
 //   instrument_mode.cpp  instrumentation: call/return hooks -> trace file (+ USDT probes);
 //                        the hooks and shared state in instrument_*.cpp, instrument_state.h
+//   sampler_mode.cpp     in-process sampler: a signal per period of each thread's CPU time, the
+//                        handler copies the Python stack -> trace file (sampler_*.cpp, sampler/)
 #pragma once
 
 #include <string_view>
@@ -17,7 +19,7 @@ using format::MarkKind;  // upstream's PythonMark opcodes: write_mark(text, kind
 class TracerMode {
 public:
     virtual ~TracerMode() = default;
-    // Name of the mode, as the launcher and --info spell it ("stack", "instrumented").
+    // Name of the mode, as the launcher and --info spell it ("stack", "instrumented", "sampler").
     virtual const char* name() const = 0;
     // `ignored` (set of file names) and `include` (list of path prefixes) are live objects
     // owned by the Python tracer; `options` is a dict of mode options (may be empty), among
@@ -32,5 +34,6 @@ public:
 
 TracerMode& stack_mode();
 TracerMode& instrument_mode();
+TracerMode& sampler_mode();
 
 }  // namespace etwtrace::py

@@ -109,6 +109,9 @@ public:
         return wire::decode_chunk(
             c, out_, function_, [&](uint64_t tid) -> ThreadAgg& { return thread(tid); },
             [&](ThreadAgg& ts, uint64_t ticks, const wire::RawEvent& raw) {
+                if (raw.tag == format::EventTag::StackNode || raw.tag == format::EventTag::NativeSymbol) {
+                    return true;  // definitions of samples' stacks, not events: read() streams samples
+                }
                 const uint64_t now = clock.ns(ticks, ts.segment);
                 ++out_.events;
                 first_ = std::min(first_, now);
@@ -134,6 +137,12 @@ public:
                     out_.marks.push_back(AggregateMark{now, ts.index, raw.value, std::string(raw.text)});
                     break;
                 case format::EventTag::Thread:
+                    break;
+                case format::EventTag::Sample:
+                    ++out_.samples;
+                    break;
+                case format::EventTag::StackNode:
+                case format::EventTag::NativeSymbol:
                     break;
                 }
                 return true;

@@ -52,6 +52,7 @@ struct TraceAggregate : TraceSummary {  // the reader's integrity counters, same
     std::vector<uint64_t> thread_ids;          // native thread ids, in order of first chunk
     uint64_t first_ns = 0, last_ns = 0;        // earliest and latest event (0, 0: no events)
     uint64_t events = 0;
+    uint64_t samples = 0;         // the sampler's samples (read() gives their stacks)
     uint64_t open_frames = 0;     // calls still open at the end, closed at last_ns (counted as calls)
 
     // The stack at `node`, leaf first, as FunctionIDs.

@@ -68,6 +68,13 @@ public:
     }
 
     void finish(const ReadOptions& options, std::vector<wire::SyncPoint> syncs) {
+        tree_.finish();
+        for (Event& e : out_.events) {
+            if (e.kind == Kind::Sample) {
+                e.stack = out_.samples.node(sample_ids_[e.stack]);
+            }
+        }
+        sample_ids_ = {};
         const wire::TickClock clock(out_.header, std::move(syncs));
         size_t segment = 0;
         for (Event& e : out_.events) {
@@ -125,6 +132,20 @@ private:
         case format::EventTag::Thread:
             e.kind = raw.value ? Kind::ThreadStart : Kind::ThreadStop;
             break;
+        case format::EventTag::StackNode:  // definitions, not events
+            tree_.node(raw);
+            return;
+        case format::EventTag::NativeSymbol:
+            tree_.symbol(raw);
+            return;
+        case format::EventTag::Sample:
+            e.kind = Kind::Sample;
+            e.mark_kind = raw.value;
+            e.function_id = 0;
+            tree_.use(raw.node);
+            e.stack = static_cast<uint32_t>(sample_ids_.size());  // the file node id's, until finish()
+            sample_ids_.push_back(raw.node);
+            break;
         }
         out_.events.push_back(e);
     }
@@ -132,6 +153,8 @@ private:
     TraceData& out_;
     std::unordered_map<uint64_t, ThreadState> threads_;
     Function function_;  // the definition being decoded
+    wire::SampleTreeBuilder tree_{out_.samples};
+    std::vector<uint64_t> sample_ids_;  // per Kind::Sample event: its file node id
 };
 
 }  // namespace

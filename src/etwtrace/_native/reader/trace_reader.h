@@ -23,6 +23,7 @@ enum class Kind : uint8_t {
     Mark = 4,         // PythonMark (mark_kind 0-2) or PythonStackSample (mark_kind 3)
     ThreadStart = 5,
     ThreadStop = 6,
+    Sample = 7,       // the sampler's SampledProfile: stack = a sample_nodes index, mark_kind = flags
 };
 
 inline constexpr uint32_t kNoNode = 0xffffffffu;
@@ -59,12 +60,50 @@ struct StackNode {
     uint32_t function_id = 0;
 };
 
+// The sampler's stacks: a prefix tree, leaf to root through `parent` (kNoNode: the root).
+struct SampleNode {
+    uint32_t parent = kNoNode;
+    uint32_t frame = 0;  // id << 1 | is_native (format::EventTag::StackNode)
+    int32_t line = 0;
+};
+
+struct NativeSymbol {
+    uint32_t id = 0;
+    bool kernel = false;
+    uint64_t address = 0;
+    std::string module;
+    std::string symbol;
+};
+
+// A file's StackNode and NativeSymbol events, resolved (reader/wire.h: SampleTreeBuilder):
+// what every reader that gives samples their stacks keeps (bounded by the distinct stacks).
+struct SampleTree {
+    std::vector<SampleNode> nodes;
+    std::vector<NativeSymbol> symbols;
+    std::unordered_map<uint64_t, uint32_t> index;  // file node id -> nodes index
+    uint64_t unknown_nodes = 0;  // samples or nodes naming a node never defined
+
+    // The nodes index of file node `id` (0, or never defined: kNoNode).
+    uint32_t node(uint64_t id) const {
+        auto it = id ? index.find(id) : index.end();
+        return it == index.end() ? kNoNode : it->second;
+    }
+};
+
+// The sampler's counters (format::RecordType::SamplerStats).
+struct SamplerStats {
+    bool present = false;
+    uint64_t samples = 0, dropped = 0, unresolved_frames = 0, truncated = 0, period_ns = 0, threads = 0, unmerged = 0;
+    uint8_t source = 0;
+};
+
 // The header and integrity counters of a trace file: what every reader of it (the full decode
 // here, the stream of trace_stream.h, the aggregate of trace_aggregate.h) reports, with the
 // same meaning and values.
 struct TraceSummary {
     format::FileHeader header;
     std::string python_version;
+    SamplerStats sampler;
     uint64_t chunks = 0;
     uint64_t lost_events = 0;       // from LOSS/END records: events the writer could not store
     uint64_t unmatched_pops = 0;    // pops whose function is not the top of its thread's stack
@@ -83,6 +122,7 @@ struct TraceData : TraceSummary {
     std::vector<std::string> marks;
     std::vector<StackNode> nodes;
     std::vector<uint64_t> thread_ids;  // native thread ids (gettid)
+    SampleTree samples;                // Kind::Sample events' stacks
 
     // The stack at `node`, leaf first, as FunctionIDs.
     std::vector<uint32_t> stack(uint32_t node) const;

@@ -111,6 +111,19 @@ public:
         return wire::decode_chunk(
             body, out_, function_, [&](uint64_t id) -> IndexThread& { return thread(id); },
             [&](IndexThread& ts, uint64_t, const wire::RawEvent& raw) {
+                switch (raw.tag) {  // definitions of the sampler's stacks are not events
+                case format::EventTag::StackNode:
+                    tree_.node(raw);
+                    return true;
+                case format::EventTag::NativeSymbol:
+                    tree_.symbol(raw);
+                    return true;
+                case format::EventTag::Sample:
+                    tree_.use(raw.node);
+                    break;
+                default:
+                    break;
+                }
                 ++out_.events;
                 switch (raw.tag) {
                 case format::EventTag::Push:
@@ -133,10 +146,13 @@ public:
             });
     }
 
+    void finish() { tree_.finish(); }
+
 private:
     TraceIndex& out_;
     std::unordered_map<uint64_t, IndexThread> threads_;
     Function function_;
+    wire::SampleTreeBuilder tree_{out_.samples};
 };
 
 }  // namespace
@@ -212,6 +228,7 @@ std::shared_ptr<const TraceIndex> index_fd(int fd, const std::string& path, std:
         }
         pos = body_offset + payload;
     }
+    indexer.finish();
     errors.report(out->error);
     return out;
 }
@@ -284,14 +301,17 @@ uint32_t TraceStream::intern(uint32_t parent, uint32_t function_id) {
 // (or the rest of it is malformed, which the index counted the same way).
 bool TraceStream::decode_next(uint32_t i) {
     Thread& t = threads_[i];
-    if (t.cursor.pos >= t.cursor.end) {
-        return false;
-    }
     wire::RawEvent raw;
-    if (!wire::event(t.cursor, t.ticks, raw, scratch_)) {
-        t.cursor.pos = t.cursor.end;
-        return false;
-    }
+    do {
+        if (t.cursor.pos >= t.cursor.end) {
+            return false;
+        }
+        if (!wire::event(t.cursor, t.ticks, raw, scratch_)) {
+            t.cursor.pos = t.cursor.end;
+            return false;
+        }
+        // The sampler's stack definitions: pass 1 has them (TraceIndex::samples).
+    } while (raw.tag == format::EventTag::StackNode || raw.tag == format::EventTag::NativeSymbol);
     StreamEvent& e = t.pending;
     e.timestamp = clock_.ns(t.ticks, t.segment);
     e.thread = i;
@@ -322,6 +342,15 @@ bool TraceStream::decode_next(uint32_t i) {
     case format::EventTag::Thread:
         e.kind = raw.value ? Kind::ThreadStart : Kind::ThreadStop;
         break;
+    case format::EventTag::Sample:
+        e.kind = Kind::Sample;
+        e.mark_kind = raw.value;
+        e.function_id = 0;
+        e.stack = index_->samples.node(raw.node);
+        break;
+    case format::EventTag::StackNode:
+    case format::EventTag::NativeSymbol:
+        break;  // skipped above
     }
     t.key_ts = e.timestamp;
     t.key_order = t.order++;

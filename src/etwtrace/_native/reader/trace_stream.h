@@ -15,6 +15,8 @@
 //     next event (ties: file order, as the reference's stable sort). A thread holds one chunk
 //     at a time (read with pread when it gets there), so memory is one chunk per thread.
 // Stacks are interned: one node per distinct (parent stack, function), shared by all threads.
+// The sampler's samples name nodes of the file's own prefix tree, which pass 1 keeps whole
+// (TraceIndex::samples: bounded by the distinct sampled stacks).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +47,7 @@ struct TraceIndex : TraceSummary {
     std::vector<ChunkRef> chunk_refs;         // in file order
     std::vector<std::vector<uint32_t>> thread_chunks;  // per thread: its chunks (chunk_refs indices)
     std::vector<wire::SyncPoint> syncs;
+    SampleTree samples;  // the sampler's stacks (Kind::Sample events name its nodes)
     uint64_t events = 0;
     uint64_t size = 0;  // bytes read (the file's size when it was opened)
     int fd = -1;
@@ -66,12 +69,13 @@ struct StreamEvent {
     uint64_t timestamp = 0;     // ns, CLOCK_MONOTONIC
     uint32_t thread = 0;        // index into TraceIndex::thread_ids
     Kind kind = Kind::Push;
-    uint8_t mark_kind = 0;
+    uint8_t mark_kind = 0;      // Mark: its kind; Sample: its flags (format::kSample*)
     uint32_t function_id = 0;   // push/pop: the function; Function: its id
     uint32_t caller = 0;        // push
     int32_t caller_line = 0;    // push: the line in the caller (0 unless Python code)
     uint32_t function = 0;      // Function: index into TraceIndex::functions
-    uint32_t stack = kNoNode;   // the stack at the event (push/pop: with the function)
+    uint32_t stack = kNoNode;   // the stack at the event (push/pop: with the function);
+                                // Sample: its node in TraceIndex::samples
     std::string_view text;      // Mark: its text, valid until the next call to next()
 };
 

@@ -76,6 +76,11 @@ inline bool end(Cursor body, uint64_t& lost) {
     uint64_t chunks = 0, end_ns = 0;
     return body.varint(chunks) && body.varint(lost) && body.varint(end_ns);
 }
+inline bool sampler_stats(Cursor body, SamplerStats& st) {
+    return body.varint(st.samples) && body.varint(st.dropped) && body.varint(st.unresolved_frames) &&
+           body.varint(st.truncated) && body.varint(st.period_ns) && body.u8(st.source) && body.varint(st.threads) &&
+           body.varint(st.unmerged);
+}
 
 // The first damage in file order, whatever order a reader visits the records in.
 class ErrorLog {
@@ -103,7 +108,7 @@ private:
     const char* what_ = nullptr;
 };
 
-// A record other than a chunk: CLOCK_SYNC into `syncs`, LOSS and END into `summary`; unknown
+// A record other than a chunk: CLOCK_SYNC into `syncs`, LOSS, END and SAMPLER_STATS into `summary`; unknown
 // record types are skipped (forward compatibility).
 inline void meta_record(format::RecordType type, Cursor body, size_t offset, TraceSummary& summary,
                         std::vector<SyncPoint>& syncs, ErrorLog& errors) {
@@ -136,6 +141,16 @@ inline void meta_record(format::RecordType type, Cursor body, size_t offset, Tra
         }
         break;
     }
+    case format::RecordType::SamplerStats: {
+        SamplerStats stats;
+        if (sampler_stats(body, stats)) {
+            summary.sampler = stats;
+            summary.sampler.present = true;
+        } else {
+            errors.add("malformed sampler stats record", offset);
+        }
+        break;
+    }
     default:
         break;
     }
@@ -161,7 +176,12 @@ struct RawEvent {
     uint32_t caller = 0;         // push
     uint32_t caller_offset = 0;  // push: bytecode offset in the caller
     uint8_t value = 0;           // Mark: kind; Thread: 1 start, 0 stop
-    std::string_view text;       // Mark: text (points into the file)
+    std::string_view text;       // Mark: text; NativeSymbol: symbol (point into the file)
+    std::string_view module;     // NativeSymbol: module
+    uint64_t node = 0;           // StackNode: node; Sample: leaf node
+    uint64_t parent = 0;         // StackNode: parent node; NativeSymbol: address
+    uint64_t frame = 0;          // StackNode: frame
+    int64_t line = 0;            // StackNode: line
 };
 
 // Decodes the event at `c`, advancing `ticks` by its delta. False on malformed input (the
@@ -228,6 +248,19 @@ __attribute__((always_inline)) inline bool event(Cursor& c, uint64_t& ticks, Raw
         return c.u8(e.value) && e.value <= 3 && c.string(e.text);
     case format::EventTag::Thread:
         return c.u8(e.value);
+    case format::EventTag::StackNode: {
+        uint64_t line = 0;
+        if (!c.varint(e.node) || !c.varint(e.parent) || !c.varint(e.frame) || !c.varint(line)) {
+            return false;
+        }
+        e.line = format::unzigzag(line);
+        return e.node != 0 && e.line >= INT32_MIN && e.line <= INT32_MAX;
+    }
+    case format::EventTag::NativeSymbol:
+        return c.varint32(e.function_id) && c.u8(e.value) && c.varint(e.parent) && c.string(e.module) &&
+               c.string(e.text);
+    case format::EventTag::Sample:
+        return c.varint(e.node) && c.u8(e.value);
     }
     return false;  // unknown event tags cannot be skipped: their size is unknown
 }
@@ -254,6 +287,55 @@ bool decode_chunk(Cursor c, TraceSummary& summary, Function& function, ThreadOf&
     }
     return true;
 }
+
+// Builds a SampleTree from a file's StackNode and NativeSymbol events and the node ids its
+// samples name, seen in file order. A node is defined before its uses in file order but not
+// necessarily in the same chunk, and readers may see chunks out of file order (the stream
+// merges threads by time): so nodes resolve after the whole file, at finish(), as the
+// format says (docs/trace-format.md). Uses of ids still undefined are counted at finish.
+class SampleTreeBuilder {
+public:
+    explicit SampleTreeBuilder(SampleTree& out) : out_(out) {}
+
+    void node(const RawEvent& raw) {  // EventTag::StackNode
+        // Parents hold file node ids until finish() maps them to indexes.
+        out_.index[raw.node] = static_cast<uint32_t>(out_.nodes.size());
+        parent_ids_.push_back(raw.parent);
+        out_.nodes.push_back(SampleNode{kNoNode, static_cast<uint32_t>(raw.frame), static_cast<int32_t>(raw.line)});
+        pending_.erase(raw.node);
+    }
+    void symbol(const RawEvent& raw) {  // EventTag::NativeSymbol
+        out_.symbols.push_back(NativeSymbol{raw.function_id, (raw.value & format::kSymbolIsKernel) != 0, raw.parent,
+                                            std::string(raw.module), std::string(raw.text)});
+    }
+    // A sample names node `id` (EventTag::Sample): uses not defined by the end are counted.
+    void use(uint64_t id) {
+        if (id && !out_.index.count(id)) {
+            ++pending_[id];
+        }
+    }
+    void finish() {
+        for (size_t i = 0; i < out_.nodes.size(); ++i) {
+            const uint64_t id = parent_ids_[i];
+            uint32_t parent = out_.node(id);
+            if (id && parent == kNoNode) {
+                ++out_.unknown_nodes;
+            }
+            // Parents are defined before their children: a later index would be a cycle.
+            out_.nodes[i].parent = parent < i ? parent : kNoNode;
+        }
+        for (const auto& [id, uses] : pending_) {
+            out_.unknown_nodes += uses;
+        }
+        pending_.clear();
+        parent_ids_ = {};
+    }
+
+private:
+    SampleTree& out_;
+    std::vector<uint64_t> parent_ids_;
+    std::unordered_map<uint64_t, uint64_t> pending_;  // id -> uses before any definition
+};
 
 // (parent key, FunctionID) -> node index: open addressing, linear probing. One multiply and,
 // usually, one cache line per push: the hot lookup of every reader that interns stacks.

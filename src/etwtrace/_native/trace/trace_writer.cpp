@@ -375,6 +375,16 @@ void TraceWriter::finish() {
         write_chunk(chunk);
         delete chunk;
     }
+    if (fd_ >= 0 && !trailer_.empty()) {
+        uint8_t head[1 + format::kMaxVarint64];
+        uint8_t* h = head;
+        *h++ = trailer_[0];
+        h = format::put_varint(h, trailer_.size() - 1);
+        iovec iov[2] = {{head, static_cast<size_t>(h - head)}, {trailer_.data() + 1, trailer_.size() - 1}};
+        // As every record: within the space claimed, and counted in offset_ (the END record
+        // follows it, and the file is cut to offset_).
+        (void)write_record(iov, 2, /*from_reserve=*/false);
+    }
     if (fd_ >= 0) {
         uint64_t values[3] = {chunks_written_, lost_events(), monotonic_ns()};
         (void)write_small_record(format::RecordType::End, values, 3, /*from_reserve=*/true);
@@ -384,6 +394,12 @@ void TraceWriter::finish() {
         ::close(fd_);
         fd_ = -1;
     }
+}
+
+void TraceWriter::set_trailer(format::RecordType type, std::vector<uint8_t> payload) {
+    payload.insert(payload.begin(), static_cast<uint8_t>(type));
+    std::lock_guard<std::mutex> lock(mu_);
+    trailer_ = std::move(payload);
 }
 
 void TraceWriter::pause() {
@@ -562,6 +578,54 @@ void ThreadBuffer::thread(bool start) {
     *p++ = static_cast<uint8_t>(format::EventTag::Thread);
     p = format::put_varint(p, delta(ticks()));
     *p++ = start ? 1 : 0;
+    commit(p);
+}
+
+void ThreadBuffer::stack_node(uint64_t node, uint64_t parent, uint64_t frame, int32_t line) {
+    uint8_t* p = reserve(1 + 5 * format::kMaxVarint64);
+    if (!p) {
+        return;
+    }
+    *p++ = static_cast<uint8_t>(format::EventTag::StackNode);
+    p = format::put_varint(p, delta(last_));  // a definition takes no time of its own
+    p = format::put_varint(p, node);
+    p = format::put_varint(p, parent);
+    p = format::put_varint(p, frame);
+    p = format::put_varint(p, format::zigzag(line));
+    commit(p);
+}
+
+void ThreadBuffer::native_symbol(uint32_t id, bool kernel, uint64_t address, std::string_view module,
+                                 std::string_view symbol) {
+    size_t module_size = clipped(module, 4096);
+    size_t symbol_size = clipped(symbol, 4096);
+    uint8_t* p = reserve(1 + 6 * format::kMaxVarint64 + module_size + symbol_size);
+    if (!p) {
+        return;
+    }
+    *p++ = static_cast<uint8_t>(format::EventTag::NativeSymbol);
+    p = format::put_varint(p, delta(last_));
+    p = format::put_varint(p, id);
+    *p++ = kernel ? format::kSymbolIsKernel : 0;
+    p = format::put_varint(p, address);
+    p = format::put_varint(p, module_size);
+    std::memcpy(p, module.data(), module_size);
+    p += module_size;
+    p = format::put_varint(p, symbol_size);
+    std::memcpy(p, symbol.data(), symbol_size);
+    p += symbol_size;
+    commit(p);
+}
+
+void ThreadBuffer::sample(uint64_t taken_ticks, uint64_t leaf_node, uint8_t flags) {
+    uint8_t* p = reserve(1 + 3 * format::kMaxVarint64 + 1);
+    if (!p) {
+        return;
+    }
+    *p++ = static_cast<uint8_t>(format::EventTag::Sample);
+    p = format::put_varint(p, delta(taken_ticks));
+    p = format::put_varint(p, leaf_node);
+    *p++ = flags;
     commit(p);
 }
 

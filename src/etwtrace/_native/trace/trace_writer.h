@@ -84,6 +84,8 @@ public:
     uint64_t lost_events() const;
     // Counts events that were never recorded (the program displaced our profile function).
     void add_lost_events(uint64_t n);
+    // A record finish() writes just before END (the sampler's counters); replaces any earlier.
+    void set_trailer(format::RecordType type, std::vector<uint8_t> payload);
 
 private:
     TraceWriter() = default;
@@ -121,6 +123,7 @@ private:
     uint64_t reported_loss_ = 0;  // losses already in a Loss record
     long writer_tid_ = 0;         // the writer thread's kernel tid (pause() waits for it to be gone)
     uint64_t lost_events_ = 0;
+    std::vector<uint8_t> trailer_;  // type byte + payload (set_trailer)
     std::thread thread_;
 };
 
@@ -158,6 +161,11 @@ public:
     void function(uint32_t id, bool is_python, int first_line, uint64_t begin, uint64_t end,
                   std::string_view source_file, std::string_view name, const std::vector<LineRun>& lines);
     void mark(format::MarkKind kind, std::string_view text);
+    // The sampler's events (format::EventTag::StackNode, NativeSymbol, Sample). A sample is
+    // stamped with the tick counter of when it was taken, not when it is written.
+    void stack_node(uint64_t node, uint64_t parent, uint64_t frame, int32_t line);
+    void native_symbol(uint32_t id, bool kernel, uint64_t address, std::string_view module, std::string_view symbol);
+    void sample(uint64_t taken_ticks, uint64_t leaf_node, uint8_t flags);
     void thread(bool start);
 
     // Sends the current chunk (if it holds events) to the writer.

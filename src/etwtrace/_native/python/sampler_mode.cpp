@@ -1,0 +1,546 @@
+// sampler_mode.cpp - the in-process sampler: every thread is interrupted by a signal every
+// period of its CPU time (or wall time), and the handler copies the thread's Python stack.
+//
+// No eval-frame hook and no profile function: between samples the program runs exactly as
+// untraced. Per thread: a ThreadClock (sampler/thread_clock.h: perf task-clock with the
+// overflow signal sent to that thread, or a POSIX timer where perf events are refused) and a
+// lock-free ring (sampler/sample_ring.h) the signal handler fills with code pointers and
+// instruction offsets. A drain thread wakes every kDrainInterval, takes the GIL, registers
+// threads that appeared (and retires those that ended) in the interpreter's thread list, and
+// resolves the rings into the trace file (sampler_resolve.cpp). The signal is a real-time one
+// (kFirstSignal upward, the first whose disposition is the default), installed with
+// SA_RESTART, so the program's own SIGPROF/SIGALRM/SIGINT handlers are untouched and
+// interrupted system calls restart (or, for those the kernel never restarts, return EINTR,
+// which CPython retries, PEP 475).
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "platform/linux.h"
+#include "python/function_registry.h"
+#include "python/process_hooks.h"
+#include "python/sampler_state.h"
+#include "python/tracer_mode.h"
+#include "sampler/native_unwind.h"
+#include "trace/clock.h"
+
+namespace etwtrace::py::sampling {
+namespace {
+
+using etwtrace::sampler::ClockChoice;
+using etwtrace::sampler::SourceChoice;
+using trace::TraceWriter;
+
+constexpr uint64_t kDefaultRateHz = 100;
+constexpr auto kDrainInterval = std::chrono::milliseconds(50);
+constexpr int kFlushEvery = 10;  // drains between chunk flushes: the file is at most ~0.5 s behind
+
+// ---- state (under the GIL unless noted) ------------------------------------------------------
+
+bool g_enabled = false;
+uint64_t g_period_ns = 1000000000u / kDefaultRateHz;
+SourceChoice g_source_choice = SourceChoice::Auto;
+format::SampleSource g_source = format::SampleSource::PerfTaskClock;
+bool g_fallback_reported = false;
+std::string g_user_path;
+TraceWriter* g_writer = nullptr;
+std::vector<SampledThread*> g_threads;
+Counters g_counters;
+uint64_t g_threads_seen = 0;
+bool g_process_hooks_installed = false;
+
+
+// ---- threads -----------------------------------------------------------------------------------
+
+void report_fallback_once(int error) {
+    if (g_fallback_reported) {
+        return;
+    }
+    g_fallback_reported = true;
+    std::fprintf(stderr,
+                 "etwtrace: perf events are not permitted here (%s; see /proc/sys/kernel/perf_event_paranoid): "
+                 "sampling on per-thread CPU-clock timers instead, without kernel frames\n",
+                 std::strerror(error));
+}
+
+void register_thread(PyThreadState* tstate, pid_t tid) {
+    auto* t = new SampledThread();
+    t->tid = tid;
+    t->tstate = tstate;
+    t->buffer.attach(g_writer, static_cast<uint64_t>(tid));
+    t->buffer.thread(true);
+    if (!insert_slot(tid, t)) {
+        t->buffer.detach();
+        delete t;
+        return;  // more live threads than the table holds: this one goes unsampled
+    }
+    bool perf_denied = false;
+    errno = 0;
+    int error = t->clock.arm(tid, g_signal, g_period_ns, g_clock, g_source_choice, perf_denied);
+    if (perf_denied) {
+        report_fallback_once(errno ? errno : EACCES);
+    }
+    if (error) {
+        Slot* slot = find_slot(tid);
+        if (slot) {
+            slot->thread.store(nullptr, std::memory_order_seq_cst);
+        }
+        t->buffer.detach();
+        delete t;
+        return;
+    }
+    g_source = t->clock.source;
+    ++g_threads_seen;
+    g_threads.push_back(t);
+}
+
+void retire(SampledThread* t) {
+    Slot* slot = find_slot(t->tid);
+    if (slot && slot->thread.load(std::memory_order_relaxed) == t) {
+        slot->thread.store(nullptr, std::memory_order_seq_cst);
+    }
+    t->clock.disarm();
+    while (t->in_handler.load(std::memory_order_seq_cst)) {
+        std::this_thread::yield();  // a handler on that thread is finishing its sample
+    }
+    drain_ring(*t, 0, g_counters);
+    t->buffer.thread(false);
+    t->buffer.detach();
+    delete t;
+}
+
+PyThreadState* g_drain_tstate = nullptr;
+
+// Under the GIL: sample every thread in the interpreter's list, and only those.
+void scan_threads() {
+    PyThreadState* self = PyThreadState_Get();
+    std::vector<bool> seen(g_threads.size(), false);
+    for (PyThreadState* ts = PyInterpreterState_ThreadHead(self->interp); ts; ts = PyThreadState_Next(ts)) {
+        if (ts == g_drain_tstate) {
+            continue;
+        }
+        pid_t tid = static_cast<pid_t>(compat::thread_native_id(ts));
+        if (tid <= 0) {
+            continue;  // not started yet
+        }
+        bool known = false;
+        for (size_t i = 0; i < g_threads.size(); ++i) {
+            if (g_threads[i]->tstate == ts && g_threads[i]->tid == tid) {
+                seen[i] = known = true;
+                break;
+            }
+        }
+        if (!known) {
+            register_thread(ts, tid);
+            seen.push_back(true);
+        }
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < g_threads.size(); ++i) {
+        if (seen[i]) {
+            g_threads[kept++] = g_threads[i];
+        } else {
+            retire(g_threads[i]);
+        }
+    }
+    g_threads.resize(kept);
+}
+
+void drain_all(bool flush) {
+    for (SampledThread* t : g_threads) {
+        drain_ring(*t, 0, g_counters);
+        if (flush) {
+            t->buffer.flush();
+        }
+    }
+    resolver_clear_deaths();
+}
+
+// A code object is about to be freed: resolve every thread's samples while it is alive.
+void drain_before_death() {
+    if (g_enabled) {
+        for (SampledThread* t : g_threads) {
+            drain_ring(*t, 0, g_counters);
+        }
+    }
+}
+
+SampledThread* current_thread() {
+    pid_t tid = static_cast<pid_t>(platform::thread_id());
+    for (SampledThread* t : g_threads) {
+        if (t->tid == tid) {
+            return t;
+        }
+    }
+    scan_threads();
+    for (SampledThread* t : g_threads) {
+        if (t->tid == tid) {
+            return t;
+        }
+    }
+    return nullptr;
+}
+
+// ---- the drain thread ----------------------------------------------------------------------------
+
+std::mutex* g_drain_mu = new std::mutex();
+std::condition_variable* g_drain_cv = new std::condition_variable();
+std::thread* g_drain = nullptr;
+bool g_drain_stop = false;
+
+void drain_loop() {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    g_drain_tstate = PyThreadState_Get();
+    PyThreadState* own = PyEval_SaveThread();
+    for (int round = 1;; ++round) {
+        {
+            std::unique_lock<std::mutex> lock(*g_drain_mu);
+            g_drain_cv->wait_for(lock, kDrainInterval, [] { return g_drain_stop; });
+            if (g_drain_stop) {
+                break;
+            }
+        }
+        PyEval_RestoreThread(own);
+        if (g_enabled) {
+            scan_threads();
+            drain_all(round % kFlushEvery == 0);
+        }
+        own = PyEval_SaveThread();
+    }
+    PyEval_RestoreThread(own);
+    g_drain_tstate = nullptr;
+    PyGILState_Release(gil);
+}
+
+void start_drain() {
+    if (g_drain || !g_enabled) {
+        return;
+    }
+    g_drain_stop = false;
+    g_drain = new std::thread(drain_loop);
+}
+
+// Under the GIL, which the drain thread needs to finish its round: released while joining.
+void stop_drain() {
+    if (!g_drain) {
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(*g_drain_mu);
+        g_drain_stop = true;
+    }
+    g_drain_cv->notify_all();
+    std::thread* drain = g_drain;
+    g_drain = nullptr;
+    Py_BEGIN_ALLOW_THREADS
+    drain->join();
+    Py_END_ALLOW_THREADS
+    delete drain;
+}
+
+int start_drain_pending(void*) {
+    start_drain();
+    return 0;
+}
+
+// ---- the trace file --------------------------------------------------------------------------------
+
+std::string env_trace_dir() {
+    const char* dir = std::getenv("ETWTRACE_TRACE_DIR");
+    return dir && *dir ? std::string(dir) : std::string(".");
+}
+
+void write_stats() {
+    std::vector<uint8_t> payload(8 * format::kMaxVarint64);
+    uint8_t* p = payload.data();
+    p = format::put_varint(p, g_counters.samples);
+    p = format::put_varint(p, g_counters.dropped);
+    p = format::put_varint(p, g_counters.unresolved_frames);
+    p = format::put_varint(p, g_counters.truncated);
+    p = format::put_varint(p, g_period_ns);
+    *p++ = static_cast<uint8_t>(g_source);
+    p = format::put_varint(p, g_threads_seen);
+    p = format::put_varint(p, g_counters.unmerged);
+    payload.resize(static_cast<size_t>(p - payload.data()));
+    g_writer->set_trailer(format::RecordType::SamplerStats, std::move(payload));
+}
+
+void finish() {
+    if (!g_enabled) {
+        return;
+    }
+    stop_drain();
+    g_enabled = false;
+    for (SampledThread* t : g_threads) {
+        retire(t);
+    }
+    g_threads.clear();
+    g_active.store(false);
+    resolver_stop();
+    registry().reset();
+    if (g_writer) {
+        write_stats();
+        g_writer->finish();
+        delete g_writer;
+        g_writer = nullptr;
+    }
+}
+
+bool open_writer(uint32_t parent_pid, bool child, std::string& error) {
+    TraceWriter::Options options{Py_GetVersion(), parent_pid};
+    std::unique_ptr<TraceWriter> writer;
+    if (g_user_path.empty()) {
+        writer = TraceWriter::open_in_directory(env_trace_dir(), options, error);
+    } else if (child) {
+        writer = TraceWriter::open_beside(g_user_path, options, error);
+    } else {
+        writer = TraceWriter::open(g_user_path, /*exclusive=*/false, options, error);
+    }
+    g_writer = writer.release();
+    return g_writer != nullptr;
+}
+
+// ---- process hooks ---------------------------------------------------------------------------------
+
+PyObject* atexit_hook(PyObject*, PyObject*) {
+    finish();
+    Py_RETURN_NONE;
+}
+PyMethodDef atexit_def = {"_etwtrace_sampler_atexit", atexit_hook, METH_NOARGS, nullptr};
+
+// Before fork() the drain thread stops (after resolving what is buffered) and the writer thread
+// pauses, so the process forks with no thread of ours (3.12+ warn about forking a
+// multi-threaded process). The drain thread comes back through a pending call, after os.fork()
+// has counted threads (3.13.0 counts them after the after-fork-in-parent hooks).
+PyObject* before_fork(PyObject*, PyObject*) {
+    if (g_enabled) {
+        stop_drain();
+        drain_all(true);
+        g_writer->pause();
+    }
+    Py_RETURN_NONE;
+}
+PyMethodDef before_fork_def = {"_etwtrace_sampler_before_fork", before_fork, METH_NOARGS, nullptr};
+
+PyObject* after_fork_parent(PyObject*, PyObject*) {
+    if (g_enabled) {
+        g_writer->resume();
+        Py_AddPendingCall(start_drain_pending, nullptr);
+    }
+    Py_RETURN_NONE;
+}
+PyMethodDef after_fork_parent_def = {"_etwtrace_sampler_after_fork_parent", after_fork_parent, METH_NOARGS, nullptr};
+
+// fork() child: the parent's threads, file and writer thread are the parent's. The child
+// samples its one thread into a file of its own.
+PyObject* after_fork_child(PyObject*, PyObject*) {
+    t_tid = 0;  // this thread has a new id
+    if (!g_enabled) {
+        Py_RETURN_NONE;
+    }
+    g_drain = nullptr;  // the parent's (never joined here: it does not exist)
+    g_drain_mu = new std::mutex();
+    g_drain_cv = new std::condition_variable();
+    g_drain_tstate = nullptr;
+    g_active.store(false);
+    clear_slots();
+    for (SampledThread* t : g_threads) {
+        t->clock.forget_after_fork();
+        t->buffer.discard_after_fork();  // leaked with the record: the memory is the parent's
+    }
+    g_threads.clear();
+    g_writer->abandon_after_fork();
+    g_writer = nullptr;
+    g_counters = Counters();
+    g_threads_seen = 0;
+    std::string error;
+    if (!open_writer(static_cast<uint32_t>(getppid()), true, error)) {
+        g_enabled = false;
+        resolver_stop();
+        PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "etwtrace: cannot write the child's trace file: %s", error.c_str());
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    resolver_reset();
+    g_active.store(true);
+    scan_threads();
+    start_drain();
+    Py_RETURN_NONE;
+}
+PyMethodDef after_fork_child_def = {"_etwtrace_sampler_after_fork_child", after_fork_child, METH_NOARGS, nullptr};
+
+bool install_process_hooks() {
+    if (g_process_hooks_installed) {
+        return true;
+    }
+    if (!call_with_builtin("atexit", "register", &atexit_def) || !register_after_fork_in_child(&after_fork_child_def) ||
+        !register_around_fork(&before_fork_def, &after_fork_parent_def)) {
+        return false;
+    }
+    g_process_hooks_installed = true;
+    return true;
+}
+
+// ---- options -----------------------------------------------------------------------------------------
+
+bool option_string(PyObject* options, const char* key, std::string& out) {
+    PyObject* value = PyDict_GetItemString(options, key);
+    if (!value || value == Py_None) {
+        return true;
+    }
+    PyObject* bytes = nullptr;
+    if (!PyUnicode_FSConverter(value, &bytes)) {
+        return false;
+    }
+    out.assign(PyBytes_AS_STRING(bytes), static_cast<size_t>(PyBytes_GET_SIZE(bytes)));
+    Py_DECREF(bytes);
+    return true;
+}
+
+bool option_int(PyObject* options, const char* key, long& out) {
+    PyObject* value = PyDict_GetItemString(options, key);
+    if (!value || value == Py_None) {
+        return true;
+    }
+    out = PyLong_AsLong(value);
+    return !(out == -1 && PyErr_Occurred());
+}
+
+bool read_options(PyObject* options) {
+    long rate = static_cast<long>(kDefaultRateHz), signal = 0, native = 1;
+    std::string clock, source, path;
+    if (!option_int(options, "rate", rate) || !option_int(options, "signal", signal) ||
+        !option_int(options, "native", native) ||
+        !option_string(options, "clock", clock) || !option_string(options, "source", source) ||
+        !option_string(options, "trace_path", path)) {
+        return false;
+    }
+    if (rate < 1 || rate > 100000) {
+        PyErr_Format(PyExc_ValueError, "the sampling rate must be 1 - 100000 per second, not %ld", rate);
+        return false;
+    }
+    if (!clock.empty() && clock != "cpu" && clock != "wall") {
+        PyErr_Format(PyExc_ValueError, "the sampler's clock is 'cpu' or 'wall', not '%s'", clock.c_str());
+        return false;
+    }
+    if (!source.empty() && source != "auto" && source != "perf" && source != "timer") {
+        PyErr_Format(PyExc_ValueError, "the sampler's source is 'auto', 'perf' or 'timer', not '%s'", source.c_str());
+        return false;
+    }
+    if (signal && (signal < SIGRTMIN || signal > SIGRTMAX)) {
+        PyErr_Format(PyExc_ValueError, "the sampler's signal must be a real-time signal (%d - %d), not %ld", SIGRTMIN,
+                     SIGRTMAX, signal);
+        return false;
+    }
+    g_period_ns = 1000000000u / static_cast<uint64_t>(rate);
+    g_clock = clock == "wall" ? ClockChoice::Wall : ClockChoice::Cpu;
+    g_source_choice = source == "perf" ? SourceChoice::Perf : source == "timer" ? SourceChoice::Timer : SourceChoice::Auto;
+    g_user_path = path;
+    g_native = native != 0 && etwtrace::sampler::native_unwind_available();
+    if (g_native) {
+        etwtrace::sampler::native_unwind_prepare();
+    }
+    return install_signal(static_cast<int>(signal));
+}
+
+// ---- the mode --------------------------------------------------------------------------------------------
+
+class SamplerMode final : public TracerMode {
+public:
+    const char* name() const override { return "sampler"; }
+
+    bool enable(PyObject* ignored, PyObject* include, PyObject* options) override {
+        if (g_enabled) {
+            PyErr_SetString(PyExc_RuntimeError, "etwtrace: the sampler is already enabled");
+            return false;
+        }
+        if (!read_options(options) || !install_process_hooks() || !install_code_death_hook()) {
+            return false;
+        }
+        set_drain_before_death(drain_before_death);
+        std::string error;
+        if (!open_writer(0, false, error)) {
+            PyErr_Format(PyExc_OSError, "etwtrace: cannot create the trace file: %s", error.c_str());
+            return false;
+        }
+        if (!registry().configure(ignored, include, options, [](FunctionRecord&) {})) {
+            compat::SavedException saved;
+            g_writer->finish();
+            delete g_writer;
+            g_writer = nullptr;
+            return false;
+        }
+        g_counters = Counters();
+        g_threads_seen = 0;
+        resolver_reset();
+        g_enabled = true;
+        g_active.store(true);
+        scan_threads();
+        if (g_source_choice == SourceChoice::Perf && g_threads.empty()) {
+            finish();
+            PyErr_SetString(PyExc_OSError, "etwtrace: perf events are not permitted here (source='perf')");
+            return false;
+        }
+        start_drain();
+        return true;
+    }
+
+    bool disable() override {
+        finish();
+        return true;
+    }
+
+    bool write_mark(std::string_view text, MarkKind kind) override {
+        if (!g_enabled) {
+            return true;
+        }
+        SampledThread* t = current_thread();
+        if (!t) {
+            return true;
+        }
+        if (kind == MarkKind::StackSample) {
+            // A sample of this very instant: the signal is delivered before tgkill returns.
+            t_requested = true;
+            syscall(SYS_tgkill, getpid(), t->tid, g_signal);
+            t_requested = false;
+        }
+        drain_ring(*t, 0, g_counters);  // the thread's samples so far come before the mark
+        t->buffer.mark(kind, text);
+        return true;
+    }
+
+    PyObject* technical_info() override {
+        static const char* sources[] = {"perf-task-clock", "timer-thread-cpu-clock", "timer-wall-clock"};
+        std::string path = g_writer ? g_writer->path() : std::string();
+        return Py_BuildValue("(sKis)", sources[static_cast<int>(g_source)],
+                             static_cast<unsigned long long>(1000000000u / g_period_ns), g_signal, path.c_str());
+    }
+};
+
+}  // namespace
+
+std::string trace_path() { return g_writer ? g_writer->path() : std::string(); }
+
+}  // namespace etwtrace::py::sampling
+
+namespace etwtrace::py {
+
+TracerMode& sampler_mode() {
+    static sampling::SamplerMode mode;
+    return mode;
+}
+
+std::string sampler_trace_path() { return sampling::trace_path(); }
+
+}  // namespace etwtrace::py

@@ -1,0 +1,85 @@
+// sampler_state.h - what the sampler's two files share.
+//
+//   sampler_signal.cpp   the signal handler and the table it finds its thread in
+//   sampler_mode.cpp     the sampled threads, the drain thread, enable/
+//                        disable, fork and exit: the TracerMode "sampler"
+//   sampler_resolve.cpp  turning a thread's raw samples (code pointers, instructions) into
+//                        functions, lines and shared stack nodes in the trace file
+//
+// Everything here but the ring's producer side is used under the GIL.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "python/compat.h"
+#include "sampler/sample_ring.h"
+#include "sampler/thread_clock.h"
+#include "trace/trace_writer.h"
+
+namespace etwtrace::py::sampling {
+
+using etwtrace::sampler::SampleRing;
+using etwtrace::sampler::ThreadClock;
+
+struct SampledThread {
+    pid_t tid = 0;
+    PyThreadState* tstate = nullptr;  // identifies the thread in the interpreter's list
+    ThreadClock clock;
+    std::atomic<bool> in_handler{false};  // the retiring drain waits for a running handler
+    trace::ThreadBuffer buffer;
+    SampleRing ring;
+};
+
+struct Counters {
+    uint64_t samples = 0;            // written to the trace
+    uint64_t dropped = 0;            // ring full (the drain fell behind)
+    uint64_t unresolved_frames = 0;  // code object gone between the sample and its resolution
+    uint64_t truncated = 0;          // deeper than kMaxSampledFrames
+    uint64_t unmerged = 0;           // native and Python stacks did not pair up: Python frames only
+};
+
+// ---- sampler_signal.cpp: the signal, its handler and the tid -> thread table ----
+
+struct Slot {
+    std::atomic<pid_t> tid{0};
+    std::atomic<SampledThread*> thread{nullptr};
+};
+inline constexpr size_t kSlots = 4096;  // live sampled threads at most
+
+extern std::atomic<bool> g_active;  // read by handlers: sample at all?
+extern int g_signal;                // the real-time signal in use (0 before install_signal)
+extern etwtrace::sampler::ClockChoice g_clock;
+extern bool g_native;               // unwind native stacks too (option "native")
+extern __attribute__((tls_model("initial-exec"))) thread_local pid_t t_tid;    // the thread's cached kernel id (0: not read yet)
+extern __attribute__((tls_model("initial-exec"))) thread_local bool t_requested;  // the signal being raised is _mark_stack's
+
+Slot* find_slot(pid_t tid);                           // async-signal-safe
+Slot* insert_slot(pid_t tid, SampledThread* thread);  // drain side
+void clear_slots();                                   // fork() child
+// Installs the handler on `requested`, or on the first free real-time signal from SIGRTMIN+4
+// (requested == 0). False with OSError set when there is none.
+bool install_signal(int requested);
+
+// Counts code objects deallocated since the sampler was installed (the handler records it with
+// each sample; the resolver compares). Written under the GIL, read by handlers with a plain load.
+extern std::atomic<uint64_t> g_code_deaths;
+
+// sampler_resolve.cpp
+bool install_code_death_hook();      // once per process
+void set_drain_before_death(void (*drain)());  // what a dying code object runs first
+void resolver_reset();               // a new trace file: no definitions or nodes written yet
+void resolver_stop();                // disable(): stop logging deaths
+void resolver_clear_deaths();        // after a complete drain: older deaths cannot matter
+// Consumes `t`'s ring into its buffer (definitions, nodes, samples); `extra_flags` are added
+// to every sample's flags.
+void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters);
+
+// The launcher runs the target with its own Python frames set aside (main_context.cpp), but
+// their eval-loop calls stay on the C stack: `calls` of them under `tstate`'s frames, which
+// the merge of native and Python frames then skips (they stand for no frame of the program).
+void set_hidden_eval_calls(PyThreadState* tstate, size_t calls);
+
+}  // namespace etwtrace::py::sampling

@@ -1,0 +1,186 @@
+#include "sampler/thread_clock.h"
+
+#include <fcntl.h>
+#include <linux/perf_event.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace etwtrace::sampler {
+namespace {
+
+// The kernel's per-thread CPU clock id (what glibc's pthread_getcpuclockid computes for a tid).
+clockid_t thread_cpu_clock(pid_t tid) {
+    return static_cast<clockid_t>((~static_cast<unsigned int>(tid) << 3) | 6u);  // CPUCLOCK_SCHED | PERTHREAD
+}
+
+int open_task_clock(pid_t tid, uint64_t period_ns, bool exclude_kernel) {
+    perf_event_attr attr;
+    std::memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.type = PERF_TYPE_SOFTWARE;
+    attr.config = PERF_COUNT_SW_TASK_CLOCK;
+    attr.sample_period = period_ns;
+    attr.disabled = 1;
+    attr.exclude_kernel = exclude_kernel ? 1 : 0;
+    attr.exclude_hv = 1;
+    attr.wakeup_events = 1;
+    if (!exclude_kernel) {
+        attr.sample_type = PERF_SAMPLE_CALLCHAIN;
+        attr.exclude_callchain_user = 1;  // the handler unwinds user space itself, with more context
+    }
+    return static_cast<int>(syscall(SYS_perf_event_open, &attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC));
+}
+
+int arm_timer(ThreadClock& c, pid_t tid, int signal, uint64_t period_ns, clockid_t clock) {
+    sigevent ev;
+    std::memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = signal;
+    ev._sigev_un._tid = tid;
+    if (timer_create(clock, &ev, &c.timer) != 0) {
+        return errno;
+    }
+    c.has_timer = true;
+    itimerspec spec{};
+    spec.it_interval.tv_sec = static_cast<time_t>(period_ns / 1000000000u);
+    spec.it_interval.tv_nsec = static_cast<long>(period_ns % 1000000000u);
+    spec.it_value = spec.it_interval;
+    if (timer_settime(c.timer, 0, &spec, nullptr) != 0) {
+        int error = errno;
+        c.disarm();
+        return error;
+    }
+    return 0;
+}
+
+}  // namespace
+
+int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice clock, SourceChoice source_choice,
+                     bool& perf_denied) {
+    perf_denied = false;
+    if (clock == ClockChoice::Wall) {
+        source = format::SampleSource::TimerWall;
+        return arm_timer(*this, tid, signal, period_ns, CLOCK_MONOTONIC);
+    }
+    if (source_choice != SourceChoice::Timer) {
+        int fd = open_task_clock(tid, period_ns, false);
+        if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+            fd = open_task_clock(tid, period_ns, true);  // perf_event_paranoid 2: user space only
+        }
+        if (fd >= 0) {
+            f_owner_ex owner{F_OWNER_TID, tid};
+            if (fcntl(fd, F_SETFL, O_ASYNC) == 0 && fcntl(fd, F_SETSIG, signal) == 0 &&
+                fcntl(fd, F_SETOWN_EX, &owner) == 0 && ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) == 0) {
+                perf_fd = fd;
+                source = format::SampleSource::PerfTaskClock;
+                long page = sysconf(_SC_PAGESIZE);
+                size_t size = static_cast<size_t>(page) * 2;  // metadata page + one data page
+                void* ring = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                if (ring != MAP_FAILED) {
+                    perf_ring = ring;
+                    perf_ring_size = size;
+                }
+                return 0;
+            }
+            int error = errno;
+            ::close(fd);
+            if (error == ESRCH) {
+                return error;  // the thread is gone
+            }
+        } else if (errno == ESRCH) {
+            return ESRCH;
+        }
+        if (source_choice == SourceChoice::Perf) {
+            return errno ? errno : EACCES;
+        }
+        perf_denied = true;
+    }
+    source = format::SampleSource::TimerThreadCpu;
+    return arm_timer(*this, tid, signal, period_ns, thread_cpu_clock(tid));
+}
+
+void ThreadClock::rearm() const {
+    if (perf_fd >= 0) {
+        ioctl(perf_fd, PERF_EVENT_IOC_REFRESH, 1);
+    }
+}
+
+size_t ThreadClock::kernel_chain(uint64_t* out, size_t max) const {
+    if (!perf_ring) {
+        return 0;
+    }
+    auto* meta = static_cast<perf_event_mmap_page*>(perf_ring);
+    const auto* data = static_cast<const uint8_t*>(perf_ring) + meta->data_offset;
+    const uint64_t data_size = meta->data_size;
+    const uint64_t head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE);
+    uint64_t tail = meta->data_tail;
+    size_t n = 0;
+    // Records may wrap around the end of the data area: read them word by word.
+    auto word = [&](uint64_t at) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; ++i) {
+            v |= static_cast<uint64_t>(data[(at + static_cast<uint64_t>(i)) % data_size]) << (8 * i);
+        }
+        return v;
+    };
+    while (tail + sizeof(perf_event_header) <= head) {
+        uint64_t h = word(tail);
+        uint32_t type = static_cast<uint32_t>(h);
+        uint16_t size = static_cast<uint16_t>(h >> 48);
+        if (size < sizeof(perf_event_header) || tail + size > head) {
+            break;
+        }
+        if (type == PERF_RECORD_SAMPLE) {  // the latest one wins
+            uint64_t nr = word(tail + 8);
+            n = 0;
+            for (uint64_t i = 0; i < nr && 16 + 8 * i < size; ++i) {
+                uint64_t ip = word(tail + 16 + 8 * i);
+                if (ip >= static_cast<uint64_t>(PERF_CONTEXT_MAX)) {
+                    continue;  // a context marker (PERF_CONTEXT_KERNEL)
+                }
+                if (n < max) {
+                    out[n++] = ip;
+                }
+            }
+        }
+        tail += size;
+    }
+    __atomic_store_n(&meta->data_tail, head, __ATOMIC_RELEASE);
+    return n;
+}
+
+void ThreadClock::disarm() {
+    if (perf_ring) {
+        munmap(perf_ring, perf_ring_size);
+        perf_ring = nullptr;
+    }
+    if (perf_fd >= 0) {
+        ioctl(perf_fd, PERF_EVENT_IOC_DISABLE, 0);
+        ::close(perf_fd);
+        perf_fd = -1;
+    }
+    if (has_timer) {
+        timer_delete(timer);
+        has_timer = false;
+    }
+}
+
+void ThreadClock::forget_after_fork() {
+    if (perf_ring) {
+        munmap(perf_ring, perf_ring_size);
+        perf_ring = nullptr;
+    }
+    if (perf_fd >= 0) {
+        ::close(perf_fd);
+        perf_fd = -1;
+    }
+    has_timer = false;  // a timer is the parent's: fork() does not copy it
+}
+
+}  // namespace etwtrace::sampler

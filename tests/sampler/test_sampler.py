@@ -1,0 +1,489 @@
+"""The in-process sampler (SamplingTracer, `--sampler`) on the CPython running the tests: real
+programs, real signals, the trace file read back through etwtrace.read()."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+
+def chain(event):
+    """(name, line) of each Python frame of a sample, leaf first."""
+    return [(f.name, f.line) for f in event.stack if f.is_python]
+
+
+HOT_CHAIN = """\
+def leaf(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+def third(n):
+    return leaf(n)
+
+def second(n):
+    return third(n)
+
+def first():
+    for _ in range(40):
+        second(50000)
+
+first()
+print("ok")
+"""
+EXPECTED_CHAIN = [("third", 8), ("second", 11), ("first", 15), ("<module>", 17)]
+
+
+def test_hot_leaf_shows_the_exact_caller_chain_with_lines(run_sampled):
+    run = run_sampled(HOT_CHAIN, "--sample-rate", "1000")
+    assert run.proc.returncode == 0, run.proc.stderr
+    assert run.proc.stdout == "ok\n"
+    samples = run.events()
+    in_leaf = [chain(e) for e in samples if chain(e) and chain(e)[0][0] == "leaf"]
+    assert len(in_leaf) >= 20, f"only {len(in_leaf)} samples in leaf out of {len(samples)}"
+    for c in in_leaf:
+        assert c[0][1] in (2, 3, 4, 5), c  # a line of leaf's body
+    exact = sum(1 for c in in_leaf if c[1:] == EXPECTED_CHAIN)
+    assert exact >= 0.95 * len(in_leaf), (exact, len(in_leaf), in_leaf[:5])
+    # Native frames around them: the interpreter's start-up below <module>, and the process's root.
+    merged = [e for e in samples if chain(e) and chain(e)[0][0] == "leaf"]
+    rooted = sum(1 for e in merged if not e.stack[-1].is_python
+                 and e.stack[-1].name in ("_start", "__libc_start_main", "_start_main"))
+    assert rooted >= 0.95 * len(merged), [[f.name for f in e.stack] for e in merged[:3]]
+    (trace,) = run.traces
+    from etwtrace._read import TraceFile
+
+    stats = TraceFile(trace).sampler
+    assert stats["samples"] == len(samples) and stats["dropped"] == 0 and stats["period_ns"] == 1000000
+    assert {e.timestamp for e in samples} and all(e["Event"] == "task-clock" for e in samples)
+
+
+def test_zlib_compress_under_its_python_callers(run_sampled):
+    source = """\
+    import zlib
+
+    def compress(data):
+        return zlib.compress(data, 9)
+
+    def caller():
+        data = bytes(range(256)) * 8000
+        for _ in range(30):
+            compress(data)
+
+    caller()
+    """
+    run = run_sampled(source, "--sample-rate", "1000")
+    assert run.proc.returncode == 0, run.proc.stderr
+    samples = run.events()
+    in_zlib = []
+    for e in samples:
+        names = [f.name for f in e.stack]
+        modules = [os.path.basename(f.module or "") for f in e.stack]
+        first_python = next((i for i, f in enumerate(e.stack) if f.is_python), None)
+        if first_python and any(m.startswith("libz") for m in modules[:first_python]):
+            in_zlib.append(chain(e))
+    assert len(in_zlib) >= 0.5 * len(samples), (len(in_zlib), len(samples))
+    assert all(c[:3] == [("compress", 4), ("caller", 9), ("<module>", 11)] for c in in_zlib), in_zlib[:3]
+    from etwtrace._read import TraceFile
+
+    (trace,) = run.traces
+    stats = TraceFile(trace).sampler
+    assert stats["unmerged"] <= 0.01 * stats["samples"], stats
+
+
+def test_timer_source_and_wall_clock(run_sampled):
+    source = """\
+    import time, etwtrace
+
+    def spin():
+        t = time.process_time()
+        while time.process_time() - t < 0.3:
+            pass
+
+    def nap():
+        time.sleep(0.3)
+
+    # CPU-clock timers fire on the kernel's tick (CONFIG_HZ): a low rate is within reach.
+    with etwtrace.SamplingTracer(source="timer", rate=100):
+        spin()
+    with etwtrace.SamplingTracer(clock="wall", rate=200):
+        nap()
+    """
+    run = run_sampled(source, api=True)
+    assert run.proc.returncode == 0, run.proc.stderr
+    assert run.proc.stderr == ""
+    assert len(run.traces) == 2
+    samples = run.events()
+    spin = [e for e in samples if chain(e) and chain(e)[0][0] == "spin"]
+    nap = [e for e in samples if chain(e) and chain(e)[0][0] == "nap"]
+    # (a loaded machine gives the thread few ticks: fewer, but never none)
+    assert len(spin) >= 10 and all(e["Event"] == "cpu-clock" for e in spin), len(spin)
+    # The sleeping thread is sampled only by the wall clock.
+    assert len(nap) >= 5 and all(e["Event"] == "wall-clock" for e in nap), len(nap)
+
+
+THREADS = """\
+import threading, time, etwtrace
+
+def busy(seconds):
+    t = time.thread_time()
+    while time.thread_time() - t < seconds:
+        pass
+
+def early_worker(go):
+    go.wait()
+    busy(0.3)
+
+def late_worker():
+    busy(0.3)
+
+go = threading.Event()
+early = threading.Thread(target=early_worker, args=(go,))
+early.start()
+with etwtrace.SamplingTracer(rate=500):
+    go.set()
+    late = threading.Thread(target=late_worker)
+    late.start()
+    busy(0.2)
+    early.join()
+    late.join()
+"""
+
+
+def test_threads_started_before_and_after_enabling(run_sampled):
+    run = run_sampled(THREADS, api=True)
+    assert run.proc.returncode == 0, run.proc.stderr
+    by_function = {}
+    for e in run.events():
+        c = chain(e)
+        if c and c[0][0] == "busy":
+            by_function.setdefault(c[1][0], set()).add(e.thread_id)
+    assert set(by_function) >= {"early_worker", "late_worker", "<module>"}, by_function
+    tids = [next(iter(by_function[k])) for k in ("early_worker", "late_worker", "<module>")]
+    assert len(set(tids)) == 3
+
+
+def test_fork_child_samples_itself_into_its_own_file(run_sampled):
+    source = """\
+    import os, time
+
+    def busy(seconds):
+        t = time.process_time()
+        while time.process_time() - t < seconds:
+            pass
+
+    def in_child():
+        busy(0.3)
+
+    def in_parent():
+        busy(0.2)
+
+    pid = os.fork()
+    if pid == 0:
+        in_child()
+        os._exit(0) if False else None
+    else:
+        in_parent()
+        os.waitpid(pid, 0)
+    """
+    run = run_sampled(source, "--sample-rate", "500")
+    assert run.proc.returncode == 0, run.proc.stderr
+    assert "multi-threaded" not in run.proc.stderr
+    assert len(run.traces) == 2
+    from etwtrace._read import TraceFile
+
+    files = {TraceFile(t).info["parent_pid"]: t for t in run.traces}
+    parent_file, child_file = files[0], [t for p, t in files.items() if p][0]
+    parent = {chain(e)[1][0] for e in run.events(path=parent_file) if len(chain(e)) > 1}
+    child = {chain(e)[1][0] for e in run.events(path=child_file) if len(chain(e)) > 1}
+    assert "in_parent" in parent and "in_child" not in parent
+    assert "in_child" in child and "in_parent" not in child
+
+
+def test_generators_and_asyncio(run_sampled):
+    source = """\
+    import asyncio
+
+    def numbers(n):
+        for i in range(n):
+            yield i * i
+
+    def consume():
+        total = 0
+        for _ in range(20):
+            total += sum(numbers(100000))
+        return total
+
+    async def crunch():
+        total = 0
+        for i in range(2000000):
+            total += i
+        return total
+
+    async def main():
+        await asyncio.gather(crunch())
+
+    consume()
+    asyncio.run(main())
+    """
+    run = run_sampled(source, "--sample-rate", "1000")
+    assert run.proc.returncode == 0, run.proc.stderr
+    chains = [chain(e) for e in run.events()]
+    gen = [c for c in chains if c and c[0][0] == "numbers"]
+    assert gen and sum(1 for c in gen if [n for n, _l in c[1:3]] == ["consume", "<module>"]) >= 0.95 * len(gen)
+    coro = [c for c in chains if c and c[0][0] == "crunch"]
+    assert coro and all(c[0][1] in (15, 16) for c in coro), coro[:3]
+
+
+BEHAVIOUR = """\
+import os, signal, sys, time, errno
+
+hits = []
+signal.signal(signal.SIGALRM, lambda *a: hits.append("alrm"))
+signal.signal(signal.SIGPROF, lambda *a: hits.append("prof"))
+signal.setitimer(signal.ITIMER_PROF, 0.01, 0.01)
+
+def spin(seconds):
+    t = time.process_time()
+    while time.process_time() - t < seconds:
+        pass
+
+spin(0.2)
+signal.setitimer(signal.ITIMER_PROF, 0)
+print("prof handler ran:", "prof" in hits)
+r, w = os.pipe()
+signal.setitimer(signal.ITIMER_REAL, 0.05)
+try:
+    data = os.read(r, 1)  # interrupted by SIGALRM: PEP 475 retries, so write from the handler
+except InterruptedError:
+    print("EINTR")
+print("sleeping")
+signal.signal(signal.SIGALRM, lambda *a: os.write(w, b"x"))
+signal.setitimer(signal.ITIMER_REAL, 0.05)
+print("read", os.read(r, 1))
+print("out", flush=True)
+print("err", file=sys.stderr)
+def deep(n):
+    return deep(n - 1) if n else 1 / 0
+deep(50)
+"""
+
+
+def test_program_behaves_exactly_as_untraced(run_sampled, tmp_path):
+    behaviour = BEHAVIOUR.replace('data = os.read(r, 1)', 'time.sleep(0.1)')
+    traced = run_sampled(behaviour, "--sample-rate", "1000")
+    script = tmp_path / "app.py"
+    untraced = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert traced.proc.returncode == untraced.returncode == 1
+    assert traced.proc.stdout == untraced.stdout
+    assert "prof handler ran: True" in traced.proc.stdout
+    assert traced.proc.stderr.replace(str(script), "app.py") == untraced.stderr.replace(str(script), "app.py")
+    assert "ZeroDivisionError" in traced.proc.stderr
+
+
+def test_sigint_and_exit_code(run_sampled, tmp_path):
+    source = """\
+    import os, signal, sys, time
+    t = time.process_time()
+    while time.process_time() - t < 0.1:
+        pass
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+    """
+    traced = run_sampled(source, "--sample-rate", "1000")
+    untraced = subprocess.run([sys.executable, str(tmp_path / "app.py")], capture_output=True, text=True)
+    assert traced.proc.returncode == untraced.returncode == -2
+    assert traced.proc.stderr.splitlines()[-1] == untraced.stderr.splitlines()[-1] == "KeyboardInterrupt"
+    exit_code = run_sampled("import sys\nsys.exit(7)\n")
+    assert exit_code.proc.returncode == 7
+
+
+def test_marks_and_mark_stack(run_sampled):
+    source = """\
+    import etwtrace
+
+    def where():
+        etwtrace._mark_stack("here")
+
+    with etwtrace.SamplingTracer():
+        etwtrace.mark("one")
+        with etwtrace.mark_range("span"):
+            where()
+    """
+    run = run_sampled(source, api=True)
+    assert run.proc.returncode == 0, run.proc.stderr
+    import etwtrace
+
+    events = [e for e in etwtrace.read(run.trace_dir) if e.name in ("PythonMark", "PythonStackSample")]
+    assert [(e.name, e.opcode, e["Mark"]) for e in events] == [
+        ("PythonMark", "Info", "one"), ("PythonMark", "Start", "span"), ("PythonStackSample", "Info", "here"),
+        ("PythonMark", "Stop", "span")]
+    assert chain(events[2]) == [("where", 4), ("<module>", 9)]
+
+
+def test_ignore_and_include(run_sampled):
+    source = """\
+    import time, etwtrace
+
+    def hot():
+        t = time.process_time()
+        while time.process_time() - t < 0.2:
+            pass
+
+    tracer = etwtrace.SamplingTracer(rate=500)
+    tracer.ignore(__file__)
+    with tracer:
+        hot()
+    """
+    run = run_sampled(source, api=True)
+    assert run.proc.returncode == 0, run.proc.stderr
+    samples = run.events()
+    assert samples and not any(f.name == "hot" for e in samples for f in e.stack)
+
+
+def test_freed_code_objects_are_never_misattributed(run_sampled):
+    source = """\
+    import etwtrace
+    names = set()
+    with etwtrace.SamplingTracer(rate=2000):
+        for i in range(300):
+            name = f"f{i}"
+            names.add(name)
+            namespace = {}
+            exec(f"def {name}():\\n    t = 0\\n    for j in range(20000):\\n        t += j\\n", namespace)
+            namespace[name]()
+            del namespace
+    print(len(names))
+    """
+    run = run_sampled(source, api=True)
+    assert run.proc.returncode == 0, run.proc.stderr
+    for e in run.events():
+        for f in e.stack:
+            if f.is_python:
+                assert f.name in {"<module>", "[freed code object]"} or (f.name[0] == "f" and f.name[1:].isdigit())
+                if f.name.startswith("f") and f.name != "[freed code object]":
+                    assert f.source_file == "<string>" and f.line in (1, 2, 3, 4)
+
+
+def test_report_renders_a_sampler_trace_in_every_format(run_sampled, tmp_path):
+    run = run_sampled(HOT_CHAIN, "--sample-rate", "500")
+    assert run.proc.returncode == 0, run.proc.stderr
+    from etwtrace._report.formats import FORMATS
+
+    (trace,) = run.traces
+    for name, fmt in FORMATS.items():
+        out = tmp_path / f"report{fmt.suffix}"
+        proc = subprocess.run([sys.executable, "-m", "etwtrace", "report", trace, "-f", name, "-o", str(out)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert out.stat().st_size > 0
+    summary = subprocess.run([sys.executable, "-m", "etwtrace", "report", trace], capture_output=True, text=True)
+    assert "mode: sampler" in summary.stdout and "leaf (app.py:1)" in summary.stdout
+    folded = (tmp_path / "report.folded").read_text()
+    assert "first" in folded and "leaf" in folded
+
+
+def test_capture_with_the_sampler(tmp_path, python):
+    script = tmp_path / "app.py"
+    script.write_text(HOT_CHAIN)
+    capture = tmp_path / "run.etwtrace"
+    proc = subprocess.run([python, "-m", "etwtrace", "--sampler", "--sample-rate", "500", "--capture", str(capture),
+                           "--", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
+    import etwtrace
+
+    samples = [e for e in etwtrace.read(capture) if e.name == "SampledProfile"]
+    assert any(chain(e)[:1] == [("leaf", 4)] or (chain(e) and chain(e)[0][0] == "leaf") for e in samples)
+    report = subprocess.run([python, "-m", "etwtrace", "report", str(capture)], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    assert "leaf" in report.stdout
+
+
+def test_enable_type_var_selects_the_sampler(tmp_path, run_sampled):
+    source = """\
+    import etwtrace
+    etwtrace.enable_if(None, "MY_TYPE")
+    print(type(etwtrace._automatic_tracer).__name__)
+    """
+    run = run_sampled(source, api=True, env={"MY_TYPE": "sampler"})
+    assert run.proc.returncode == 0, run.proc.stderr
+    assert run.proc.stdout == "SamplingTracer\n"
+    assert len(run.traces) == 1
+
+
+def test_usage_errors(python):
+    for args, text in ((["--sampler", "--sample-rate", "0"], "--sample-rate needs a whole number"),
+                       (["--sample-rate", "10"], "only applies to the sampler"),
+                       (["--sampler", "--stack"], "cannot be used together")):
+        proc = subprocess.run([python, "-m", "etwtrace", *args, "--", "x.py"], capture_output=True, text=True)
+        assert proc.returncode != 0 and text in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switches to an unprivileged user, which needs root")
+def test_unprivileged_user(request, python):
+    """As an ordinary user: perf events where perf_event_paranoid allows them (user space only),
+    else the timer fallback, which says so once; samples either way."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    shared = Path(tempfile.mkdtemp(prefix="etwtrace-unprivileged-"))  # pytest's directory is root's alone
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    os.chmod(shared, 0o755)
+    script = shared / "app.py"
+    script.write_text(HOT_CHAIN)
+    trace_dir = shared / "out"
+    trace_dir.mkdir()
+    os.chmod(trace_dir, 0o777)
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if subprocess.run([*drop, python, "-c", "pass"], capture_output=True).returncode != 0:
+        pytest.skip("this interpreter cannot run as an unprivileged user here (its installation is private to root)")
+    code = ("import etwtrace, runpy, sys; t = etwtrace.SamplingTracer(rate=500); t.enable(); "
+            f"runpy.run_path({str(script)!r}); t.disable()")
+    proc = subprocess.run([*drop, python, "-c", code],
+                          capture_output=True, text=True, env=dict(os.environ, ETWTRACE_TRACE_DIR=str(trace_dir)))
+    assert proc.returncode == 0, proc.stderr
+    paranoid = int(open("/proc/sys/kernel/perf_event_paranoid").read())
+    if paranoid <= 2:
+        assert proc.stderr == ""
+    else:
+        assert proc.stderr.count("perf events are not permitted") == 1
+    import etwtrace
+
+    samples = [e for e in etwtrace.read(str(trace_dir)) if e.name == "SampledProfile"]
+    assert sum(1 for e in samples if chain(e) and chain(e)[0][0] == "leaf") >= 10
+
+
+def test_kernel_frames_of_a_syscall_heavy_function(run_sampled):
+    if os.geteuid() != 0 and int(open("/proc/sys/kernel/perf_event_paranoid").read()) > 1:
+        pytest.skip("kernel call chains need perf_event_paranoid <= 1 or root")
+    source = """\
+    import os
+
+    def syscalls():
+        fd = os.open("/dev/null", os.O_WRONLY)
+        for _ in range(100000):
+            os.write(fd, b"x" * 64)
+            os.stat("/")
+        os.close(fd)
+
+    syscalls()
+    """
+    run = run_sampled(source, "--sample-rate", "1000")
+    assert run.proc.returncode == 0, run.proc.stderr
+    with_kernel = []
+    for e in run.events():
+        kinds = ["k" if f.module == "[kernel.kallsyms]" else "p" if f.is_python else "n" for f in e.stack]
+        if "k" in kinds and "p" in kinds:  # (start-up and shutdown run no Python frame)
+            # kernel -> libc/interpreter -> Python, leaf first, never interleaved
+            assert "".join(kinds).lstrip("k").find("k") == -1, kinds
+            with_kernel.append(e)
+    assert len(with_kernel) >= 10
+    assert all(chain(e)[0][0] == "syscalls" and chain(e)[1:] == [("<module>", 10)] for e in with_kernel), \
+        [chain(e) for e in with_kernel if chain(e)[0][0] != "syscalls" or chain(e)[1:] != [("<module>", 10)]][:3]
+    assert any(f.name and f.name.startswith(("do_syscall", "entry_SYSCALL", "__x64_sys", "ksys_write", "vfs_"))
+               for e in with_kernel for f in e.stack)
