@@ -64,4 +64,7 @@ def test_every_call_of_every_thread_is_in_the_trace(tmp_path):
     size_mb = files[0].stat().st_size / 2**20
     print(f"\n{THREADS} threads x {CALLS:,} calls: {info['events']:,} events, {size_mb:.1f} MB trace; "
           f"peak RSS {untraced_mb:.1f} MB untraced, {traced_mb:.1f} MB traced")
-    assert traced_mb - untraced_mb < MEMORY_BOUND_MB, (untraced_mb, traced_mb, size_mb)
+    if "ASAN_OPTIONS" not in os.environ:
+        # (Under AddressSanitizer freed memory waits in its quarantine, up to 256 MB by default,
+        # so RSS measures the sanitizer; the sanitizer run checks the counts above.)
+        assert traced_mb - untraced_mb < MEMORY_BOUND_MB, (untraced_mb, traced_mb, size_mb)

@@ -156,6 +156,8 @@ class _Decoder:
                 raise TypeError("a module is [id, path]")
             self.modules[index] = module
         elif "format" in record:
+            if not _is_int(record.get("version", 1)):
+                raise TypeError("the header's version is not an integer")
             self.header = record
         elif "end" in record:
             self.end = record["end"]
