@@ -32,17 +32,24 @@ def run(tmp_path, mode):
 
 
 def max_rebuilt_depth(path):
-    functions, stacks, deepest = {}, {}, 0
+    """The deepest stack of the script's own functions rebuilt from the trace, which must define
+    every function it pushes (each enable's file reads on its own). Each thread's
+    stack holds (function, how many of the script's functions are at or below it), so a push
+    costs the same at any depth."""
+    in_script, stacks, deepest = {}, {}, 0
     for e in etwtrace.read(path):
         if e.name == "PythonFunction":
-            functions[e["FunctionID"]] = e["SourceFile"] in (str(SCRIPT), "<string>")
+            in_script[e["FunctionID"]] = e["SourceFile"] in (str(SCRIPT), "<string>")
         elif e.name == "PythonFunctionPush":
             stack = stacks.setdefault(e.thread_id, [])
-            stack.append(e["FunctionID"])
-            deepest = max(deepest, sum(1 for i in stack if functions.get(i)))
+            function = e["FunctionID"]
+            assert function in in_script, f"{path}: function {function} is pushed but not defined in this file"
+            depth = (stack[-1][1] if stack else 0) + in_script[function]
+            stack.append((function, depth))
+            deepest = max(deepest, depth)
         elif e.name == "PythonFunctionPop":
             stack = stacks.get(e.thread_id)
-            assert stack and stack[-1] == e["FunctionID"], "pop must match the last push of its thread"
+            assert stack and stack[-1][0] == e["FunctionID"], "pop must match the last push of its thread"
             stack.pop()
     return deepest
 

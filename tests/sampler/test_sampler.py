@@ -235,7 +235,10 @@ def test_generators_and_asyncio(run_sampled):
     gen = [c for c in chains if c and c[0][0] == "numbers"]
     assert gen and sum(1 for c in gen if [n for n, _l in c[1:3]] == ["consume", "<module>"]) >= 0.95 * len(gen)
     coro = [c for c in chains if c and c[0][0] == "crunch"]
-    assert coro and all(c[0][1] in (15, 16) for c in coro), coro[:3]
+    # A frame caught on entry, before its first line runs, is at its `def` line (13): rare, but
+    # legitimate. Every sample is inside crunch and the loop's two lines carry nearly all.
+    assert coro and all(13 <= c[0][1] <= 17 for c in coro), [c[0] for c in coro]
+    assert sum(1 for c in coro if c[0][1] in (15, 16)) >= 0.95 * len(coro), [c[0] for c in coro]
 
 
 BEHAVIOUR = """\

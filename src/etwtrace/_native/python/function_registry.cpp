@@ -376,12 +376,15 @@ bool FunctionRegistry::passes_filters(const std::string& filename) {
     return true;
 }
 
+// A generation is one enable(): each enable publishes the functions it sees afresh, so every
+// trace file defines the functions it names (a retired record taken back in the same enable
+// was published already).
 void FunctionRegistry::apply_filters(FunctionRecord& record) {
+    bool published = record.traced_generation == generation_;
     record.generation = generation_;
     record.included = on_publish_ != nullptr && passes_filters(record.filename());
     record.traced_generation = record.included ? generation_ : 0;
-    if (record.included && !record.published) {
-        record.published = true;
+    if (record.included && !published) {
         on_publish_(record);
     }
 }

@@ -37,7 +37,6 @@ struct FunctionRecord {
     uint32_t traced_generation = 0;  // == generation while included, else 0: one compare on hot paths
     int32_t first_line = 0;
     bool included = false;           // passes ignore()/include() in that generation
-    bool published = false;          // PythonFunction already emitted (by the active mode)
     bool is_python = true;
     bool retired = false;            // its code object died; in the pool or free
     uint32_t body_hash = 0;          // hash of the code's line table (matches retired records)

@@ -132,8 +132,22 @@ void replay(ThreadState* ts, const std::vector<Entry>& entries) {
 // (whose first CALL would then replay, and read the lasti of, dead frame objects), or it
 // returned from some of those frames before its hook was set. Only the leading entries that are
 // still the thread's running frames, outermost first, are replayed; their frames are alive.
-std::vector<Entry> live_prefix(const std::vector<Entry>& captured) {
-    std::vector<Entry> live = running_frames(PyThreadState_Get());
+// `entering`: the innermost running frame is being started or resumed by the calling hook,
+// which pushes it; replaying it too would leave it on the stack twice.
+std::vector<Entry> live_prefix(const std::vector<Entry>& captured, bool entering) {
+    PyThreadState* tstate = PyThreadState_Get();
+    std::vector<Entry> live = running_frames(tstate);
+    if (entering && !live.empty()) {
+        PyFrameObject* innermost = compat::thread_frame(tstate);  // not null: live has entries
+        if (innermost) {
+            const void* key = g_use_monitoring ? static_cast<const void*>(compat::frame_object_code(innermost))
+                                               : static_cast<const void*>(innermost);
+            if (live.back().key == key) {
+                live.pop_back();
+            }
+            Py_DECREF(innermost);
+        }
+    }
     size_t n = 0;
     while (n < captured.size() && n < live.size() && captured[n].key == live[n].key && captured[n].id == live[n].id) {
         ++n;
@@ -150,7 +164,7 @@ void add_lost_events(uint64_t n) {
     }
 }
 
-ThreadState* attach_thread() {
+ThreadState* attach_thread(bool entering) {
     if (!g_enabled || !g_writer) {
         return nullptr;
     }
@@ -170,7 +184,7 @@ ThreadState* attach_thread() {
     if (it != g_replay->end()) {
         std::vector<Entry> entries = std::move(it->second);
         g_replay->erase(it);
-        replay(ts, live_prefix(entries));
+        replay(ts, live_prefix(entries, entering));
     }
     return ts;
 }
@@ -349,6 +363,7 @@ public:
             return false;
         }
         registry().keep_retired_records();  // our stacks and pending lists point at records
+        g_published = PublishedDefinitions();  // this file's definitions, for fork children
         if (!registry().configure(ignored, include, options, [](FunctionRecord& record) {
                 ThreadState* ts = current();
                 if (ts) {

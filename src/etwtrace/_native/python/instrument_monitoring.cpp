@@ -26,7 +26,7 @@ inline uint32_t monitoring_caller_offset(const ThreadState* ts) {
 
 // PY_START, PY_RESUME, PY_THROW (code, offset[, exception])
 PyObject* mon_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    ThreadState* ts = current();
+    ThreadState* ts = current(/*entering=*/true);
     if (!ts || nargs < 1) {
         return none();
     }

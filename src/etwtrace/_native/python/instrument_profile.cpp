@@ -49,7 +49,7 @@ const void* method_key(const char* module, const char* attr, const char* method)
 __attribute__((noinline)) void note_displaced() { add_lost_events(1); }
 
 int profile_hook(PyObject*, PyFrameObject* frame, int what, PyObject* arg) {
-    ThreadState* ts = current();
+    ThreadState* ts = current(what == PyTrace_CALL);
     if (!ts) {
         return 0;
     }

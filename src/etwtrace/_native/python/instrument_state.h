@@ -57,8 +57,8 @@ struct CacheSlot {
 extern uint32_t g_epoch;  // bumped by enable/disable/fork: thread-local state goes stale
 extern bool g_enabled;
 extern bool g_use_monitoring;  // sys.monitoring (3.12+) rather than the profile function
-// Every definition written so far, replayed into fork children: flat, because it holds one
-// entry per function for the life of the process (16 bytes plus its line runs, no allocation each).
+// Every definition written into the current trace file, replayed into fork children: flat,
+// because it holds one entry per function seen (16 bytes plus its line runs, no allocation each).
 struct PublishedDefinitions {
     struct Entry {
         FunctionRecord* record;
@@ -89,7 +89,9 @@ __attribute__((tls_model("initial-exec"))) extern constinit thread_local ThreadS
 // ---- defined in the other files ---------------------------------------------------------------
 
 // instrument_mode.cpp
-ThreadState* attach_thread();  // the calling thread's state, created now (nullptr: not tracing)
+// The calling thread's state, created now (nullptr: not tracing). `entering`: called from the
+// event that starts or resumes the thread's current frame, which the caller pushes itself.
+ThreadState* attach_thread(bool entering = false);
 void finish_trace();           // disable + close: used before os._exit
 void add_lost_events(uint64_t n);  // events the trace will miss (our hook was displaced)
 
@@ -110,11 +112,11 @@ void remove_monitoring_hooks();
 
 // ---- hot path ---------------------------------------------------------------------------------
 
-inline ThreadState* current() {
+inline ThreadState* current(bool entering = false) {
     if (__builtin_expect(t_slot.epoch == g_epoch, 1)) {
         return t_slot.state;
     }
-    return attach_thread();
+    return attach_thread(entering);
 }
 
 inline int32_t caller_line_slow(const Entry& top) {
