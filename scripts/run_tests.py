@@ -16,6 +16,7 @@ Ends with one line: "total: N passed, N failed, N skipped".
 """
 
 import argparse
+import contextlib
 import glob
 import os
 import shutil
@@ -40,6 +41,29 @@ def find_python(version):
         return candidates[-1]
     exe = shutil.which(f"python{version}")
     return exe
+
+
+TIMINGS = []  # (step, seconds), printed at the end: where the run's time went
+
+
+@contextlib.contextmanager
+def timed(label):
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        TIMINGS.append((label, time.monotonic() - started))
+
+
+def use_compiler_cache():
+    """The five wheels and the sanitizer build compile the same Python-independent sources:
+    ccache (installed by setup-system.sh) compiles each once per run. Its cache lives in the
+    run's work directory, so a run never reuses another checkout's objects."""
+    if shutil.which("ccache") and "CMAKE_CXX_COMPILER_LAUNCHER" not in os.environ:
+        os.environ["CMAKE_CXX_COMPILER_LAUNCHER"] = "ccache"
+        os.environ.setdefault("CCACHE_DIR", str(WORK / "ccache"))
+        os.environ.setdefault("CCACHE_BASEDIR", str(ROOT))
+        os.environ.setdefault("CCACHE_NOHASHDIR", "1")  # build directories differ; sources do not
 
 
 def run(cmd, **kw):
@@ -141,7 +165,8 @@ def venv_for(version, python, sanitize=False):
 
 def pytest_on(totals, version, python, extra_args, sanitize=False):
     label = f"CPython {version}" + (" (ASan/UBSan)" if sanitize else "")
-    vpy = venv_for(version, python, sanitize)
+    with timed(f"{label}: venv and build"):
+        vpy = venv_for(version, python, sanitize)
     if vpy is None:
         totals.step(False, f"{label}: install")
         return
@@ -162,7 +187,8 @@ def pytest_on(totals, version, python, extra_args, sanitize=False):
     if not extra_args:
         args.append(ROOT / "tests")
     started = time.monotonic()
-    rc = run(args, cwd=WORK, env=env)
+    with timed(f"{label}: pytest"):
+        rc = run(args, cwd=WORK, env=env)
     print(f"{label}: pytest exit {rc} in {time.monotonic() - started:.0f} s", flush=True)
     if rc not in (0, 1):
         totals.step(False, f"{label}: pytest exit {rc}")
@@ -180,17 +206,22 @@ def main():
     opts.pytest_args = [str(Path(a).resolve()) if Path(a.split("::")[0]).exists() and "::" not in a
                         else a for a in opts.pytest_args]
 
+    run_started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
     totals = Totals()
     in_ci = bool(os.environ.get("CI"))
     if in_ci:
         os.environ.setdefault("ETWTRACE_REQUIRE_PERF", "1")
 
+    use_compiler_cache()
     if not opts.no_cpp:
-        cpp_units(totals, sanitize=False)
+        with timed("C++ units"):
+            cpp_units(totals, sanitize=False)
         if not opts.no_asan:
-            cpp_units(totals, sanitize=True)
-        fuzz(totals)
+            with timed("C++ units (ASan/UBSan)"):
+                cpp_units(totals, sanitize=True)
+        with timed("reader fuzzing"):
+            fuzz(totals)
 
     versions = opts.versions.split(",")
     for version in versions:
@@ -211,11 +242,16 @@ def main():
 
     default_venv = WORK / f"venv-{DEFAULT_VERSION}" / "bin" / "python"
     if not opts.no_cpp and DEFAULT_VERSION in versions and default_venv.exists():
-        capture_fuzz(totals, default_venv)
+        with timed("capture reader fuzzing"):
+            capture_fuzz(totals, default_venv)
     valgrind_venv = WORK / f"venv-{VALGRIND_VERSION}" / "bin" / "python"
     if not opts.no_asan and VALGRIND_VERSION in versions and valgrind_venv.exists():
-        valgrind_memcheck(totals, valgrind_venv)
+        with timed("valgrind memcheck"):
+            valgrind_memcheck(totals, valgrind_venv)
 
+    for label, seconds in TIMINGS:
+        print(f"time: {label}: {seconds:.0f} s")
+    print(f"time: all: {time.monotonic() - run_started:.0f} s")
     for failure in totals.failures:
         print("FAILED:", failure)
     print(f"total: {totals.passed} passed, {totals.failed} failed, {totals.skipped} skipped", flush=True)

@@ -9,6 +9,7 @@ packages=(
   libunwind-dev       # the sampler mode's native stacks (local unwinding in the signal handler)
   libgtest-dev        # GoogleTest for the C++ units
   g++ cmake ninja-build
+  ccache              # the test run compiles sources shared by its six builds once
   clang               # libFuzzer for the trace-reader fuzz target
   valgrind            # callgrind instruction counts in benchmarks
   chromium            # headless browser: loads the report's HTML and SVG in the tests
