@@ -33,12 +33,10 @@ import time
 
 import etwtrace
 from etwtrace import _etwtrace as native
+from workloads.fib import fib
+from workloads.objects import Vec
 
 # ---- workloads -------------------------------------------------------------------------------
-
-
-def fib(n):
-    return n if n < 2 else fib(n - 1) + fib(n - 2)
 
 
 def work_fib():
@@ -62,27 +60,13 @@ def work_text():
     return len(json.loads(doc)), sum(len(w.upper()) for w in _TEXT.split()[:20000])
 
 
-class _Vec:
-    __slots__ = ("x", "y")
-
-    def __init__(self, x, y):
-        self.x = x
-        self.y = y
-
-    def add(self, other):
-        return _Vec(self.x + other.x, self.y + other.y)
-
-    def norm2(self):
-        return self.x * self.x + self.y * self.y
-
-
 def work_objects():
     """Small objects and methods, generators and sorting with a key function."""
-    vs = [_Vec(i % 13, i % 7) for i in range(30000)]
-    acc = _Vec(0, 0)
+    vs = [Vec(i % 13, i % 7) for i in range(30000)]
+    acc = Vec(0, 0)
     for v in vs:
         acc = acc.add(v)
-    ordered = sorted(vs, key=_Vec.norm2)
+    ordered = sorted(vs, key=Vec.norm2)
     evens = sum(1 for v in (w for w in ordered if w.x % 2 == 0))
     return acc.norm2(), evens
 

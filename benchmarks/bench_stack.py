@@ -25,11 +25,12 @@ import subprocess
 import sys
 import time
 
+from workloads import nbody, objects, regex
+from workloads.fib import fib
+
 
 # ---- workloads --------------------------------------------------------------------------------
-
-def fib(n):
-    return n if n < 2 else fib(n - 1) + fib(n - 2)
+# Built from the suite's workloads (benchmarks/workloads/), at the sizes this table has always used.
 
 
 def w_fib():
@@ -73,27 +74,7 @@ def w_scheduler():
 
 
 def w_nbody():
-    bodies = [[float(i), float(i * 2 % 5), float(i * 3 % 7), 0.1 * i, 0.2, -0.1, 1.0 + i] for i in range(5)]
-    pairs = [(bodies[i], bodies[j]) for i in range(5) for j in range(i + 1, 5)]
-
-    def advance(dt):
-        for b1, b2 in pairs:
-            dx, dy, dz = b1[0] - b2[0], b1[1] - b2[1], b1[2] - b2[2]
-            mag = dt * ((dx * dx + dy * dy + dz * dz) + 0.01) ** -1.5
-            b1m, b2m = b1[6] * mag, b2[6] * mag
-            b1[3] -= dx * b2m
-            b1[4] -= dy * b2m
-            b1[5] -= dz * b2m
-            b2[3] += dx * b1m
-            b2[4] += dy * b1m
-            b2[5] += dz * b1m
-        for b in bodies:
-            b[0] += dt * b[3]
-            b[1] += dt * b[4]
-            b[2] += dt * b[5]
-
-    for _ in range(12000):
-        advance(0.01)
+    nbody.run(2.0)  # 12,000 steps
 
 
 def w_json():
@@ -119,40 +100,15 @@ def w_generators():
         total += sum(evens(squares(numbers(40000))))
 
 
-class Node:
-    __slots__ = ("left", "right")
-
-    def __init__(self, left, right):
-        self.left = left
-        self.right = right
-
-    def count(self):
-        return 1 + (self.left.count() if self.left else 0) + (self.right.count() if self.right else 0)
-
-
-def make_tree(depth):
-    return Node(make_tree(depth - 1), make_tree(depth - 1)) if depth else Node(None, None)
-
-
 def w_tree():
     for _ in range(4):
-        make_tree(14).count()
-
-
-TOKEN = re.compile(r"\s*(?:(\d+)|(\w+)|(.))")
-
-
-def tokenize(text):
-    out = []
-    for number, name, other in TOKEN.findall(text):
-        out.append(("n", number) if number else ("w", name) if name else ("o", other))
-    return out
+        objects.make_tree(14).count()
 
 
 def w_regex():
     text = "alpha = beta * 42 + gamma(7, delta) - 3 / epsilon; " * 200
     for _ in range(15):
-        tokenize(text)
+        regex.tokenize(text)
 
 
 WORKLOADS = {
