@@ -16,28 +16,13 @@ etwtrace is installed.
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 
-TRACE = textwrap.dedent("""\
-    import sys, etwtrace
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-    def tiny(i):
-        return i
-
-    def loop(n):
-        for i in range(n):
-            tiny(i)
-
-    tracer = etwtrace.InstrumentedTracer(trace_path=sys.argv[1])
-    tracer.enable()
-    loop(int(sys.argv[2]))
-    tracer.disable()
-""")
+from suite.commands import CALLS_TRACE, run, timed_rss  # noqa: E402
 
 ITERATE = "import sys, etwtrace\nn = 0\nfor e in etwtrace.read(sys.argv[1]):\n    n += 1\nprint(n)\n"
 TOUCH = textwrap.dedent("""\
@@ -50,30 +35,12 @@ TOUCH = textwrap.dedent("""\
 """)
 
 
-def run(command):
-    started = time.perf_counter()
-    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(map(str, command))}\n{proc.stderr.decode()[-3000:]}")
-    return elapsed, proc
-
-
-def timed_rss(command):
-    """(CPU seconds, max RSS in MB, stdout) of a command under /usr/bin/time -v. CPU time (user
-    + system), not wall time: on a shared machine the wall clock measures the neighbours."""
-    _elapsed, proc = run(["/usr/bin/time", "-v", *command])
-    rss = re.search(rb"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    cpu = sum(float(m) for m in re.findall(rb"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
-    return cpu, int(rss.group(1)) / 1024 if rss else float("nan"), proc.stdout
-
-
 def write_trace(work, millions):
     path = os.path.join(work, f"calls-{millions}M.etwtrace")
     if not os.path.exists(path):
         script = os.path.join(work, "calls.py")
         with open(script, "w") as f:
-            f.write(TRACE)
+            f.write(CALLS_TRACE)
         run([sys.executable, script, path, str(millions * 1_000_000 // 2)])
     return path
 
@@ -92,11 +59,13 @@ def main():
             trace = write_trace(work, millions)
             size = os.path.getsize(trace) / 1e6
             for label, code in (("read(): for e in ...: pass", ITERATE), ("read(): every attribute", TOUCH)):
-                t, rss, out = timed_rss([sys.executable, "-c", code, trace])
+                timed, rss, out = timed_rss([sys.executable, "-c", code, trace])
+                t = timed.cpu  # CPU, not wall: on a shared machine the wall clock measures the neighbours
                 events = int(out.split()[-1])
                 rows.append((f"{millions} M events ({size:.0f} MB)", label, events, t, rss))
             if args.dump:
-                t, rss, _ = timed_rss(["sh", "-c", '"$0" -m etwtrace dump "$1" > /dev/null', sys.executable, trace])
+                timed, rss, _ = timed_rss(["sh", "-c", '"$0" -m etwtrace dump "$1" > /dev/null', sys.executable, trace])
+                t = timed.cpu
                 rows.append((f"{millions} M events ({size:.0f} MB)", "dump > /dev/null", events, t, rss))
     finally:
         if not args.keep:

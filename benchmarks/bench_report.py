@@ -23,13 +23,14 @@ import argparse
 import os
 import pty
 import re
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from suite.commands import CALLS_TRACE, Timed, run, timed_rss  # noqa: E402
 
 PROFILE = textwrap.dedent("""\
     [Bench]
@@ -72,57 +73,6 @@ SPIN = textwrap.dedent("""\
     for w in workers:
         w.join()
 """)
-
-TRACE = textwrap.dedent("""\
-    import sys, etwtrace
-
-    def tiny(i):
-        return i
-
-    def loop(n):
-        for i in range(n):
-            tiny(i)
-
-    tracer = etwtrace.InstrumentedTracer(trace_path=sys.argv[1])
-    tracer.enable()
-    loop(int(sys.argv[2]))
-    tracer.disable()
-""")
-
-
-def _children_cpu():
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-class Timed:
-    """Wall seconds and CPU seconds (user + system of the command and the children it waited
-    for, e.g. report's perf script) of what runs inside: on a loaded machine the CPU seconds
-    are the steadier figure."""
-
-    def __enter__(self):
-        self._wall, self._cpu = time.perf_counter(), _children_cpu()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self._wall
-        self.cpu = _children_cpu() - self._cpu
-
-
-def run(command, **kwargs):
-    with Timed() as timed:
-        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(map(str, command))}\n{proc.stderr.decode()[-3000:]}")
-    return timed, proc
-
-
-def timed_rss(command):
-    """(Timed, max RSS in MB, stdout) of a command under /usr/bin/time -v."""
-    elapsed, proc = run(["/usr/bin/time", "-v", *command])
-    rss = re.search(rb"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return elapsed, int(rss.group(1)) / 1024 if rss else float("nan"), proc.stdout
-
 
 def shows_progress(command):
     """Whether the command writes its status line when its stderr is a terminal."""
@@ -201,7 +151,7 @@ def bench_stack(work, seconds, threads, rows, reuse=False):
 def bench_trace(work, calls, rows):
     script = os.path.join(work, "calls.py")
     with open(script, "w") as f:
-        f.write(TRACE)
+        f.write(CALLS_TRACE)
     trace = os.path.join(work, "calls.etwtrace")
     timed, _ = run([sys.executable, script, trace, str(calls)])
     from etwtrace import _etwtrace

@@ -157,7 +157,7 @@ def markdown(results):
         rounds = max((c.get("reps", 0) for cells in vr["runs"].values() for c in cells.values()), default=0)
         out += [f"## CPython {vr['python_version']}", "", f"Traced / untraced (median of {rounds} rounds):", ""]
         out += ratio_table(vr, workloads)
-        out += ["", f"Untraced seconds: " + ", ".join(
+        out += ["", "Untraced seconds: " + ", ".join(
             f"{w} {vr['runs'][w]['untraced']['median_s']:.3f}" for w in workloads
             if 'median_s' in vr['runs'][w].get('untraced', {})), ""]
         out += summary_table(vr, workloads) + [""]

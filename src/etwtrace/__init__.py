@@ -154,8 +154,8 @@ def _enable_failure(mode, error):
         return TracingError(f"{variable} names {directory}, which this user cannot write in; "
                             f"set {variable} to a writable directory")
     if mode in ("instrumented", "sampler") and not directory and not os.access(os.getcwd(), os.W_OK | os.X_OK):
-        return TracingError(f"the trace file goes to the current directory, which this user cannot "
-                            f"write in; set ETWTRACE_TRACE_DIR to a writable directory")
+        return TracingError("the trace file goes to the current directory, which this user cannot "
+                            "write in; set ETWTRACE_TRACE_DIR to a writable directory")
     return TracingError(f"tracing could not start ({text})")
 
 

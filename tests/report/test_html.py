@@ -2,14 +2,12 @@
 
 import io
 import json
-import os
 import random
 import re
 
 import pytest
 
 from browser import Browser, keep_screenshot, png_size_and_colors, require_browser
-from conftest import make_synthetic_profile
 from etwtrace._report import flamegraph, html
 from etwtrace._report.formats import ReportOptions
 from etwtrace._report.profile import KERNEL, NATIVE, PYTHON, TAG, FrameKey, Health, Profile

@@ -1,6 +1,5 @@
 """`report` on the command line: formats, output files, and one sentence for every bad input."""
 
-import os
 import shutil
 import subprocess
 import sys
