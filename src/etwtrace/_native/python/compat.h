@@ -301,6 +301,54 @@ inline void add_c_recursion_remaining([[maybe_unused]] PyThreadState* tstate, [[
 
 // ---- running the target as __main__ (main_context.cpp) -----------------------------------------
 
+// The thread state's slot for its innermost frame.
+#if PY_VERSION_HEX >= 0x030D0000
+using InnermostFrame = struct _PyInterpreterFrame*;
+inline InnermostFrame& innermost_frame_slot(PyThreadState* tstate) { return tstate->current_frame; }
+#elif PY_VERSION_HEX >= 0x030B0000
+using InnermostFrame = struct _PyInterpreterFrame*;
+inline InnermostFrame& innermost_frame_slot(PyThreadState* tstate) { return tstate->cframe->current_frame; }
+#else
+using InnermostFrame = PyFrameObject*;
+inline InnermostFrame& innermost_frame_slot(PyThreadState* tstate) { return tstate->frame; }
+#endif
+
+// How many Python frames the thread's recursion limit is charged with.
+inline int python_recursion_depth(PyThreadState* tstate) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return tstate->py_recursion_limit - tstate->py_recursion_remaining;
+#elif PY_VERSION_HEX >= 0x030B0000
+    return tstate->recursion_limit - tstate->recursion_remaining;
+#else
+    return tstate->recursion_depth;
+#endif
+}
+
+inline void set_python_recursion_depth(PyThreadState* tstate, int depth) {
+#if PY_VERSION_HEX >= 0x030C0000
+    tstate->py_recursion_remaining = tstate->py_recursion_limit - depth;
+#elif PY_VERSION_HEX >= 0x030B0000
+    tstate->recursion_remaining = tstate->recursion_limit - depth;
+#else
+    tstate->recursion_depth = depth;
+#endif
+}
+
+// A new thread's C recursion budget (3.12+; no such budget before).
+#if PY_VERSION_HEX >= 0x030D0000
+inline constexpr int kFreshCRecursionBudget = Py_C_RECURSION_LIMIT;
+#elif PY_VERSION_HEX >= 0x030C0000
+inline constexpr int kFreshCRecursionBudget = C_RECURSION_LIMIT;
+#else
+inline constexpr int kFreshCRecursionBudget = 0;
+#endif
+
+inline void set_c_recursion_remaining([[maybe_unused]] PyThreadState* tstate, [[maybe_unused]] int units) {
+#if PY_VERSION_HEX >= 0x030C0000
+    tstate->c_recursion_remaining = units;
+#endif
+}
+
 // The thread's frame chain and recursion depth, set aside while the launcher runs the
 // program's code, so that the program sees what `python prog.py` shows it: no frame above its
 // own (traceback.extract_stack(), inspect.stack(), sys._getframe() depth, tracebacks) and the
@@ -308,62 +356,28 @@ inline void add_c_recursion_remaining([[maybe_unused]] PyThreadState* tstate, [[
 // the program may change the recursion limit meanwhile (sys.setrecursionlimit keeps depths).
 class DetachedFrameChain {
 public:
-    explicit DetachedFrameChain(PyThreadState* tstate) : tstate_(tstate) {
-#if PY_VERSION_HEX >= 0x030D0000
-        frame_ = tstate->current_frame;
-        tstate->current_frame = nullptr;
-        py_depth_ = tstate->py_recursion_limit - tstate->py_recursion_remaining;
-        tstate->py_recursion_remaining = tstate->py_recursion_limit;
-        c_remaining_ = tstate->c_recursion_remaining;
-        tstate->c_recursion_remaining = Py_C_RECURSION_LIMIT;
-#elif PY_VERSION_HEX >= 0x030C0000
-        frame_ = tstate->cframe->current_frame;
-        tstate->cframe->current_frame = nullptr;
-        py_depth_ = tstate->py_recursion_limit - tstate->py_recursion_remaining;
-        tstate->py_recursion_remaining = tstate->py_recursion_limit;
-        c_remaining_ = tstate->c_recursion_remaining;
-        tstate->c_recursion_remaining = C_RECURSION_LIMIT;
-#elif PY_VERSION_HEX >= 0x030B0000
-        frame_ = tstate->cframe->current_frame;
-        tstate->cframe->current_frame = nullptr;
-        py_depth_ = tstate->recursion_limit - tstate->recursion_remaining;
-        tstate->recursion_remaining = tstate->recursion_limit;
-#else
-        frame_ = tstate->frame;
-        tstate->frame = nullptr;
-        py_depth_ = tstate->recursion_depth;
-        tstate->recursion_depth = 0;
-#endif
+    explicit DetachedFrameChain(PyThreadState* tstate)
+        : tstate_(tstate),
+          frame_(innermost_frame_slot(tstate)),
+          py_depth_(python_recursion_depth(tstate)),
+          c_remaining_(c_recursion_remaining(tstate)) {
+        innermost_frame_slot(tstate) = nullptr;
+        set_python_recursion_depth(tstate, 0);
+        set_c_recursion_remaining(tstate, kFreshCRecursionBudget);
     }
     ~DetachedFrameChain() {
-#if PY_VERSION_HEX >= 0x030D0000
-        tstate_->current_frame = frame_;
-        tstate_->py_recursion_remaining = tstate_->py_recursion_limit - py_depth_;
-        tstate_->c_recursion_remaining = c_remaining_;
-#elif PY_VERSION_HEX >= 0x030C0000
-        tstate_->cframe->current_frame = frame_;
-        tstate_->py_recursion_remaining = tstate_->py_recursion_limit - py_depth_;
-        tstate_->c_recursion_remaining = c_remaining_;
-#elif PY_VERSION_HEX >= 0x030B0000
-        tstate_->cframe->current_frame = frame_;
-        tstate_->recursion_remaining = tstate_->recursion_limit - py_depth_;
-#else
-        tstate_->frame = frame_;
-        tstate_->recursion_depth = py_depth_;
-#endif
+        innermost_frame_slot(tstate_) = frame_;
+        set_python_recursion_depth(tstate_, py_depth_);
+        set_c_recursion_remaining(tstate_, c_remaining_);
     }
     DetachedFrameChain(const DetachedFrameChain&) = delete;
     DetachedFrameChain& operator=(const DetachedFrameChain&) = delete;
 
 private:
     PyThreadState* tstate_;
-#if PY_VERSION_HEX >= 0x030B0000
-    struct _PyInterpreterFrame* frame_;
-#else
-    PyFrameObject* frame_;
-#endif
+    InnermostFrame frame_;
     int py_depth_;
-    [[maybe_unused]] int c_remaining_ = 0;
+    int c_remaining_;
 };
 
 // The exception in flight, taken out of the thread state: a new reference to the normalised
