@@ -80,6 +80,10 @@ def test_lost_chunks_are_reported_everywhere(tmp_path):
     dump = _dump(path)
     assert dump.returncode == 0 and dump.stdout
     assert "etwtrace: warning:" in dump.stderr and "perf lost" in dump.stderr, dump.stderr
+    report = subprocess.run([sys.executable, "-m", "etwtrace", "report", str(path)], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    health = [ln for ln in report.stdout.splitlines() if ln.startswith("health:")]
+    assert len(health) == 1 and f" {perf['lost_chunks']:,} lost chunks" in health[0], health
 
 
 def test_no_loss_and_no_warning_for_an_ordinary_capture(tmp_path):

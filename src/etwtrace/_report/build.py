@@ -126,7 +126,13 @@ def _trace_files(directory):
 
 
 def _lost_chunks(bundle, manifest):
+    """Chunks perf lost while recording: the manifest's count (what the capture's closing line
+    and read() say), else perf's own "lost N chunks" line in its log (an older capture). Not a
+    sum over the manifest's warnings, which say the same loss twice in two wordings."""
     perf = manifest.get("perf") or {}
+    counted = perf.get("lost_chunks")
+    if type(counted) is int and counted >= 0:
+        return counted
     lines = perf.get("warnings")
     if lines is None:
         try:
@@ -134,7 +140,8 @@ def _lost_chunks(bundle, manifest):
                 lines = f.read().splitlines()
         except OSError:
             lines = []
-    return sum(int(m.group(1).replace(",", "")) for line in lines for m in [LOST_CHUNKS.search(str(line))] if m)
+    return max((int(m.group(1).replace(",", "")) for line in lines for m in [LOST_CHUNKS.search(str(line))] if m),
+               default=0)
 
 
 class _NoProgress:
