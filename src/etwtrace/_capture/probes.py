@@ -259,9 +259,9 @@ def remove_stale_groups(tracefs):
 class ProbeSet:
     """The uprobe events of one capture.
 
-    A probe may have several sites (one per place the native code fires it, e.g. in both the
-    stack and the instrumented mode): each site is its own uprobe event, named like perf probe
-    does: `function`, `function_1`, ...; all of a probe's sites share its semaphore.
+    Each probe has one site (one SDT note) in today's library. Should a build have several (as
+    builds that inlined the probes did: one per call site), each site is its own uprobe event,
+    named like perf probe does: `function`, `function_1`, ...; all share the probe's semaphore.
     """
 
     def __init__(self, tracefs, group, sites):
@@ -290,14 +290,21 @@ class ProbeSet:
         self.sites = []
 
 
-def register(library, tracefs, group=None):
-    """Register every site of every etwtrace probe in `library`; returns a ProbeSet (maybe empty)."""
+def register(library, tracefs, group=None, only=None):
+    """Register every site of the etwtrace probes in `library` (those named in `only`, default
+    all); returns a ProbeSet (maybe empty).
+
+    A capture registers only the probes its profile records: an event nobody opens costs
+    nothing, but it is one more line for every later tracefs writer to step over.
+    """
     group = group or f"{PROBE_GROUP_PREFIX}{os.getpid()}"
     remove_stale_groups(tracefs)
     path = os.path.realpath(library)
     probes = ProbeSet(tracefs, group, [])
     counts = {}
     for note in read_sdt_notes(library):
+        if only is not None and note.name not in only:
+            continue
         n = counts.get(note.name, 0)
         event = note.name if n == 0 else f"{note.name}_{n}"
         line = uprobe_definition(group, note, path, event)

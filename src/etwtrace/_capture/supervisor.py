@@ -223,7 +223,7 @@ def _run(path, argv, tracer, profile_name, profile_file, keep_perf_data):
         if perf and tracefs and profile.probes:
             library = extension_library()
             try:
-                probes = _probes.register(library, tracefs)
+                probes = _probes.register(library, tracefs, only=profile.probes)
             except _probes.ProbeError as ex:
                 if profile.require_tracefs:
                     raise
@@ -274,10 +274,11 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
     if perf:
         probe_events = probes.events if probes else {}
         # --no-bpf-event: perf 6.1's side-band thread for BPF events costs about 1 s at the end
-        # of every recording here, for events we never read. -N: the build-id cache is filled
-        # only when perf.data is kept (else perf script symbolizes against the binaries in place).
+        # of every recording here, for events we never read. -N -B: the build-id cache is
+        # filled, and build ids are gathered at all (a pass over every sample, ~0.15 s), only
+        # when perf.data is kept; else perf script symbolizes against the binaries in place.
         command = [perf, "--buildid-dir", buildid_dir, "record", "-k", "1", "--no-bpf-event",
-                   *([] if profile.keep_perf_data else ["-N"]), "-o", raw,
+                   *([] if profile.keep_perf_data else ["-N", "-B"]), "-o", raw,
                    *profile.record_args(probe_events, bool(tracefs), user_only), "--", *child]
         manifest["perf"] = {"version": perf_version, "record": command[:command.index("--")],
                             "probes": {name: len(events) for name, events in sorted(probe_events.items())}}
