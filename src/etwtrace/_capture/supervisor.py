@@ -287,6 +287,13 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
         manifest["perf"] = None
     write_manifest(path, manifest)
 
+    hold = None
+    if perf and tracefs:
+        held = [event for events in (probes.events if probes else {}).values() for event in events]
+        if profile.context_switches:
+            held.append("sched:sched_switch")
+        hold = _probes.TracepointHold(tracefs, held)
+
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the target
     proc = None
 
@@ -314,10 +321,14 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
                 except KeyboardInterrupt:
                     continue
         ended_at = time.time()
+        if hold is not None:
+            hold.release(background=True)  # the kernel's grace periods, while perf inject works
         timings_cpu = round(_children_cpu(), 3)
         return _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw,
                        returncode, started_at, ended_at, profile.keep_perf_data, timings_cpu)
     finally:
+        if hold is not None:
+            hold.join()  # before the probe events are removed: the kernel keeps events in use
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGHUP, old_hup)
