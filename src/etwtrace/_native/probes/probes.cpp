@@ -19,7 +19,7 @@ ETWTRACE_SEMAPHORE(function_pop);
 
 // The one place each probe fires. Never inlined or cloned: a copy of a function is a copy of
 // its SDT note, i.e. a second uprobe for every tracer to register. Clang has no noclone; the
-// one-site test in tests/system catches any compiler that copies a site anyway.
+// one-site test in tests/unit catches any compiler that copies a site anyway.
 #if defined(__clang__)
 #define ETWTRACE_PROBE_SITE __attribute__((noinline))
 #else
