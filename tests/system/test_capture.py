@@ -460,6 +460,18 @@ def test_probes_are_removed_after_the_capture(tmp_path):
         assert not mine
 
 
+def test_one_event_per_recorded_probe(tmp_path):
+    """A capture registers and records one uprobe event per probe its profile names (each
+    costs perf ~0.1 s to open and close), and none for the probes it does not record."""
+    _, path = capture(tmp_path, "basic.py")
+    perf = json.loads((path / "manifest.json").read_text())["perf"]
+    assert perf["probes"] == {"function": 1, "mark": 1, "stack_sample": 1, "thread": 1}
+    recorded = [arg.split(":", 1)[1].split("/", 1)[0] for arg in perf["record"] if arg.startswith("etwtrace_")]
+    assert sorted(recorded) == ["function", "mark", "stack_sample", "thread"]
+    assert "-B" in perf["record"]  # no build-id pass: perf.data is not kept
+    assert {"PythonFunction", "PythonThread"} <= {e.name for e in etwtrace.read(path)}
+
+
 def _pid_alive(line):
     pid = line.split("/", 1)[0].split("_", 1)[1]
     return os.path.exists(f"/proc/{pid}")

@@ -259,9 +259,9 @@ def remove_stale_groups(tracefs):
 class ProbeSet:
     """The uprobe events of one capture.
 
-    A probe may have several sites (one per place the native code fires it, e.g. in both the
-    stack and the instrumented mode): each site is its own uprobe event, named like perf probe
-    does: `function`, `function_1`, ...; all of a probe's sites share its semaphore.
+    Each probe has one site (one SDT note) in today's library. Should a build have several (as
+    builds that inlined the probes did: one per call site), each site is its own uprobe event,
+    named like perf probe does: `function`, `function_1`, ...; all share the probe's semaphore.
     """
 
     def __init__(self, tracefs, group, sites):
@@ -290,14 +290,21 @@ class ProbeSet:
         self.sites = []
 
 
-def register(library, tracefs, group=None):
-    """Register every site of every etwtrace probe in `library`; returns a ProbeSet (maybe empty)."""
+def register(library, tracefs, group=None, only=None):
+    """Register every site of the etwtrace probes in `library` (those named in `only`, default
+    all); returns a ProbeSet (maybe empty).
+
+    A capture registers only the probes its profile records: an event nobody opens costs
+    nothing, but it is one more line for every later tracefs writer to step over.
+    """
     group = group or f"{PROBE_GROUP_PREFIX}{os.getpid()}"
     remove_stale_groups(tracefs)
     path = os.path.realpath(library)
     probes = ProbeSet(tracefs, group, [])
     counts = {}
     for note in read_sdt_notes(library):
+        if only is not None and note.name not in only:
+            continue
         n = counts.get(note.name, 0)
         event = note.name if n == 0 else f"{note.name}_{n}"
         line = uprobe_definition(group, note, path, event)
@@ -312,3 +319,77 @@ def register(library, tracefs, group=None):
         counts[note.name] = n + 1
         probes.sites.append((note.name, event))
     return probes
+
+
+# perf_event_open(2) syscall numbers; elsewhere the hold below is skipped (captures are slower).
+_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
+_PERF_TYPE_TRACEPOINT = 2
+_PERF_FLAG_FD_CLOEXEC = 8
+
+
+class TracepointHold:
+    """Keeps the capture's tracepoints (its probe events, sched_switch) referenced while perf
+    records, so that perf's exit is not where the kernel pays to take them down.
+
+    The last perf event closed on a tracepoint makes the kernel wait for RCU grace periods
+    (tracepoint_synchronize_unregister, and for a uprobe its removal): ~80 ms per event here,
+    one event after the other, all inside perf's exit, before the capture can go on. Holding one
+    disabled counting event per tracepoint on the launcher itself (it counts nothing: it is
+    never enabled, and the launcher fires no probes) moves that cost to release(), which the
+    supervisor runs in the background while perf inject and perf script work. Best effort: a
+    tracepoint that cannot be held is only slower to close.
+    """
+
+    def __init__(self, tracefs, events):
+        self.fds = []
+        self._releasing = None
+        nr = _PERF_EVENT_OPEN.get(os.uname().machine)
+        if nr is None or not tracefs:
+            return
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+        except (ImportError, OSError):
+            return
+        for event in events:
+            group, _, name = event.partition(":")
+            try:
+                with open(os.path.join(tracefs, "events", group, name, "id")) as f:
+                    tracepoint = int(f.read())
+            except (OSError, ValueError):
+                continue
+            # struct perf_event_attr, PERF_ATTR_SIZE_VER0: type, size, config, sample_period,
+            # sample_type, read_format, flags (bit 0: disabled).
+            attr = ctypes.create_string_buffer(
+                struct.pack("<IIQQQQQ", _PERF_TYPE_TRACEPOINT, 64, tracepoint, 0, 0, 0, 1), 64)
+            fd = libc.syscall(nr, attr, 0, -1, -1, _PERF_FLAG_FD_CLOEXEC)
+            if fd >= 0:
+                self.fds.append(fd)
+
+    def release(self, background=False):
+        """Close the held events (in a thread if `background`); join() waits for it."""
+        fds, self.fds = self.fds, []
+        if not fds:
+            return
+        if background:
+            import threading
+
+            self._releasing = threading.Thread(target=_close_all, args=(fds,), daemon=True)
+            self._releasing.start()
+        else:
+            _close_all(fds)
+
+    def join(self):
+        self.release()
+        if self._releasing is not None:
+            self._releasing.join()
+            self._releasing = None
+
+
+def _close_all(fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

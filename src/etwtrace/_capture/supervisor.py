@@ -223,7 +223,7 @@ def _run(path, argv, tracer, profile_name, profile_file, keep_perf_data):
         if perf and tracefs and profile.probes:
             library = extension_library()
             try:
-                probes = _probes.register(library, tracefs)
+                probes = _probes.register(library, tracefs, only=profile.probes)
             except _probes.ProbeError as ex:
                 if profile.require_tracefs:
                     raise
@@ -274,10 +274,11 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
     if perf:
         probe_events = probes.events if probes else {}
         # --no-bpf-event: perf 6.1's side-band thread for BPF events costs about 1 s at the end
-        # of every recording here, for events we never read. -N: the build-id cache is filled
-        # only when perf.data is kept (else perf script symbolizes against the binaries in place).
+        # of every recording here, for events we never read. -N -B: the build-id cache is
+        # filled, and build ids are gathered at all (a pass over every sample, ~0.15 s), only
+        # when perf.data is kept; else perf script symbolizes against the binaries in place.
         command = [perf, "--buildid-dir", buildid_dir, "record", "-k", "1", "--no-bpf-event",
-                   *([] if profile.keep_perf_data else ["-N"]), "-o", raw,
+                   *([] if profile.keep_perf_data else ["-N", "-B"]), "-o", raw,
                    *profile.record_args(probe_events, bool(tracefs), user_only), "--", *child]
         manifest["perf"] = {"version": perf_version, "record": command[:command.index("--")],
                             "probes": {name: len(events) for name, events in sorted(probe_events.items())}}
@@ -285,6 +286,13 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
         command = child
         manifest["perf"] = None
     write_manifest(path, manifest)
+
+    hold = None
+    if perf and tracefs:
+        held = [event for events in (probes.events if probes else {}).values() for event in events]
+        if profile.context_switches:
+            held.append("sched:sched_switch")
+        hold = _probes.TracepointHold(tracefs, held)
 
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the target
     proc = None
@@ -313,10 +321,14 @@ def _record(path, argv, tracer, profile, perf, perf_version, tracefs, probes, us
                 except KeyboardInterrupt:
                     continue
         ended_at = time.time()
+        if hold is not None:
+            hold.release(background=True)  # the kernel's grace periods, while perf inject works
         timings_cpu = round(_children_cpu(), 3)
         return _finish(path, manifest, perf, buildid_dir, log_path, trace_dir, jit_dir, raw,
                        returncode, started_at, ended_at, profile.keep_perf_data, timings_cpu)
     finally:
+        if hold is not None:
+            hold.join()  # before the probe events are removed: the kernel keeps events in use
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGHUP, old_hup)

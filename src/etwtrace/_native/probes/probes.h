@@ -2,8 +2,9 @@
 //
 // Probes are SystemTap SDT notes (<sys/sdt.h>, Debian's systemtap-sdt-dev), which perf, bpftrace,
 // bcc and SystemTap attach to as `sdt_etwtrace:<name>` / `usdt:...:etwtrace:<name>`. Each probe
-// is guarded by its SDT semaphore, which a tracer increments while attached, so a probe site
-// costs one predictable load and branch when nobody listens. Without sdt.h the probes compile to
+// is guarded by its SDT semaphore, which a tracer increments while attached, so firing a probe
+// costs one predictable load and branch when nobody listens. Each probe has exactly one site (one
+// SDT note, so one uprobe per tracer), out of line in probes.cpp. Without sdt.h the probes compile to
 // nothing and *_enabled() is always false.
 //
 // Probe (arguments)                                              upstream event
@@ -58,24 +59,37 @@ inline bool stack_sample_enabled() { return ETWTRACE_PROBE_ENABLED(stack_sample)
 inline bool function_push_enabled() { return ETWTRACE_PROBE_ENABLED(function_push); }
 inline bool function_pop_enabled() { return ETWTRACE_PROBE_ENABLED(function_pop); }
 
-inline void thread([[maybe_unused]] uint64_t thread_id, [[maybe_unused]] int start) {
+// The probe sites themselves, out of line in probes.cpp: each probe fires from exactly one place
+// in the library, so it has one SDT note and a tracer registers one uprobe for it. (A site
+// inlined into each caller made one uprobe per call site, and every uprobe a tracer attaches
+// costs it a kernel RCU grace period to register and another to remove: ~0.1 s each.)
+// Callers reach them only through the inline wrappers below, so a site costs one load and a
+// branch when nobody listens, and a call only while a tracer is attached.
+namespace site {
+void thread(uint64_t thread_id, int start);
+void function(uint32_t id, uint64_t begin, uint64_t end, int line, const char* file, const char* name,
+              int is_python);
+void mark(const char* text, int kind);
+void function_push(uint32_t id, uint32_t caller, int caller_line);
+void function_pop(uint32_t id);
+}  // namespace site
+
+inline void thread(uint64_t thread_id, int start) {
     if (thread_enabled()) {
-        ETWTRACE_PROBE2(thread, thread_id, start);
+        site::thread(thread_id, start);
     }
 }
 
-inline void function([[maybe_unused]] uint32_t id, [[maybe_unused]] uint64_t begin,
-                     [[maybe_unused]] uint64_t end, [[maybe_unused]] int line,
-                     [[maybe_unused]] const char* file, [[maybe_unused]] const char* name,
-                     [[maybe_unused]] int is_python) {
+inline void function(uint32_t id, uint64_t begin, uint64_t end, int line, const char* file, const char* name,
+                     int is_python) {
     if (function_enabled()) {
-        ETWTRACE_PROBE7(function, id, begin, end, line, file, name, is_python);
+        site::function(id, begin, end, line, file, name, is_python);
     }
 }
 
-inline void mark([[maybe_unused]] const char* text, [[maybe_unused]] int kind) {
+inline void mark(const char* text, int kind) {
     if (mark_enabled()) {
-        ETWTRACE_PROBE2(mark, text, kind);
+        site::mark(text, kind);
     }
 }
 
@@ -87,16 +101,15 @@ void stack_sample(const char* text);
 // Copies `text` only when the probe is attached (probes take NUL-terminated strings).
 void fire_mark(std::string_view text, format::MarkKind kind);
 
-inline void function_push([[maybe_unused]] uint32_t id, [[maybe_unused]] uint32_t caller,
-                          [[maybe_unused]] int caller_line) {
+inline void function_push(uint32_t id, uint32_t caller, int caller_line) {
     if (function_push_enabled()) {
-        ETWTRACE_PROBE3(function_push, id, caller, caller_line);
+        site::function_push(id, caller, caller_line);
     }
 }
 
-inline void function_pop([[maybe_unused]] uint32_t id) {
+inline void function_pop(uint32_t id) {
     if (function_pop_enabled()) {
-        ETWTRACE_PROBE1(function_pop, id);
+        site::function_pop(id);
     }
 }
 
