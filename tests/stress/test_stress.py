@@ -24,13 +24,6 @@ TIMEOUT = 3600 if LONG else 180
 MODES = {"stack": ["--stack"], "instrumented": ["--instrument"]}
 V = sys.version_info[:2]
 
-# Found by this suite (own_tracers.py, every CPython): under --instrument a program's own
-# sys.setprofile(hook) first receives ("c_return", sys.setprofile) for the very call that
-# installed it. Untraced, that call started with no profiler, so CPython sends no c_return;
-# traced, our profiler (3.9 - 3.11: the C profile function; 3.12+: sys.monitoring's C_RETURN)
-# was active when the call started, and CPython hands its c_return to the new hook.
-SETPROFILE_DEFECT = "known defect: a program's sys.setprofile hook sees the c_return of its own installation"
-
 
 # Found by this suite (fork_children.py, 3.13, instrumented, only on a loaded machine: 2 of 4
 # runs at load average 7-26 on 2 cores, 0 of 3 idle): a forked child's own fork() gets 3.13's
@@ -50,9 +43,8 @@ def flaky_defect(program, mode):
 
 
 def known_defect(program, mode):
-    """The reason a (program, mode) is a known, not yet fixed defect on this CPython, or None."""
-    if program == "own_tracers" and mode == "instrumented":
-        return SETPROFILE_DEFECT
+    """The reason a (program, mode) is a known, not yet fixed defect on this CPython, or None
+    (none is open now)."""
     return None
 
 

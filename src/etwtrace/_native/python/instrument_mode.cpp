@@ -54,7 +54,6 @@ std::mutex* g_threads_mu = new std::mutex();  // guards g_threads against exitin
 std::vector<ThreadState*> g_threads;
 std::unordered_map<PyThreadState*, std::vector<Entry>>* g_replay =
     new std::unordered_map<PyThreadState*, std::vector<Entry>>();
-bool g_process_hooks_installed = false;
 
 // Runs at thread exit (after the thread's Python state is gone, without the GIL).
 struct ThreadExitGuard {
@@ -312,17 +311,7 @@ PyObject* after_fork_parent(PyObject*, PyObject*) {
 }
 PyMethodDef after_fork_parent_def = {"_etwtrace_after_fork_parent", after_fork_parent, METH_NOARGS, nullptr};
 
-bool install_process_hooks() {
-    if (g_process_hooks_installed) {
-        return true;
-    }
-    if (!call_with_builtin("atexit", "register", &atexit_def) || !register_after_fork_in_child(&after_fork_def) ||
-        !register_around_fork(&before_fork_def, &after_fork_parent_def)) {
-        return false;
-    }
-    g_process_hooks_installed = true;
-    return true;
-}
+ProcessHooks g_process_hooks = {&atexit_def, &before_fork_def, &after_fork_parent_def, &after_fork_def, false};
 
 bool option_path(PyObject* options, const char* key, std::string& out) {
     PyObject* value = options ? PyDict_GetItemString(options, key) : nullptr;
@@ -338,7 +327,10 @@ bool option_path(PyObject* options, const char* key, std::string& out) {
     return true;
 }
 
-bool install_hooks() { return g_use_monitoring ? install_monitoring_hooks() : install_profile_hooks(); }
+bool install_hooks() {
+    hook_profile_installers();  // before the profile hooks look up sys.setprofile's key
+    return g_use_monitoring ? install_monitoring_hooks() : install_profile_hooks();
+}
 
 class InstrumentMode final : public TracerMode {
 public:
@@ -350,7 +342,7 @@ public:
             return false;
         }
         std::string path;
-        if (!option_path(options, "trace_path", path) || !install_process_hooks()) {
+        if (!option_path(options, "trace_path", path) || !install_process_hooks(g_process_hooks)) {
             return false;
         }
         TraceWriter::Options writer_options{python_version(), 0};

@@ -5,6 +5,7 @@
 //   instrument_functions.cpp   PythonFunction definitions (line tables), C function lookup
 //   instrument_profile.cpp     3.9 - 3.11: C profile function, new-thread hooks
 //   instrument_monitoring.cpp  3.12+: sys.monitoring callbacks
+//   instrument_own_profiler.cpp  the program's sys.setprofile: the events it sees untraced
 //
 // Everything here is used under the GIL (the thread list in instrument_mode.cpp has its own
 // mutex). The hot-path helpers stay inline in this header so that they are inlined into each
@@ -109,6 +110,21 @@ void remove_profile_hooks();
 // instrument_monitoring.cpp: sys.monitoring callbacks (3.12+)
 bool install_monitoring_hooks();
 void remove_monitoring_hooks();
+
+// instrument_own_profiler.cpp: the builtins that install a profile function on the calling
+// thread (sys.setprofile, 3.12+ sys._setprofileallthreads), by their method definition.
+extern const void* g_installer_keys[2];
+void hook_profile_installers();  // once per process, before the keys are compared
+// Our hook saw the call of installer `key` start where, untraced, nothing profiles it: the
+// profile function it installs must not see the call's return.
+void note_unprofiled_installer_call(const void* key);
+inline bool is_profile_installer(const void* key) {
+    return key && (key == g_installer_keys[0] || key == g_installer_keys[1]);
+}
+
+// instrument_monitoring.cpp: untraced, would a C call at this site of `code` send C_RETURN
+// (some other sys.monitoring tool, or a thread's profile function, watches calls)?
+bool others_watch_calls(PyCodeObject* code);
 
 // ---- hot path ---------------------------------------------------------------------------------
 
