@@ -95,6 +95,10 @@ __attribute__((tls_model("initial-exec"))) extern constinit thread_local ThreadS
 ThreadState* attach_thread(bool entering = false);
 void finish_trace();           // disable + close: used before os._exit
 void add_lost_events(uint64_t n);  // events the trace will miss (our hook was displaced)
+// fork() in the parent: the C function whose return ends the fork (os.fork, on the forking
+// thread's stack), set from the after-fork-in-parent hook until that return; nullptr otherwise.
+extern const void* g_fork_return_key;
+__attribute__((noinline)) void fork_call_returned(ThreadState* ts);
 
 // instrument_functions.cpp
 void write_definition(ThreadState* ts, FunctionRecord* record, const LineTable& lines);
@@ -213,6 +217,9 @@ inline void push_c(ThreadState* ts, PyObject* callable, PyObject* self_arg, cons
 inline void pop_c(ThreadState* ts, const void* key) {
     if (!ts->stack.empty() && ts->stack.back().key == key && ts->stack.back().is_c) {
         pop(ts);
+        if (__builtin_expect(key == g_fork_return_key, 0)) {
+            fork_call_returned(ts);
+        }
     }
 }
 
