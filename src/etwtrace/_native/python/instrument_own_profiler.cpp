@@ -6,21 +6,22 @@
 // start (3.9 - 3.11: our C profile function made it a profiled call; 3.12+: our sys.monitoring
 // CALL made the call site instrumented), and CPython sends the call's return to whichever
 // profile function is set by then: `hook` would first see ("c_return", setprofile). Nothing of
-// ours runs between the installation and that event, so the builtins that install a profile
-// function on the calling thread (sys.setprofile; 3.12+ sys._setprofileallthreads, which
-// threading.setprofile_all_threads calls) get a method definition of ours: the same object,
+// ours runs between the installation and that event, so the builtin that installs a profile
+// function on the calling thread (sys.setprofile; threading's bootstrap calls it for
+// threading.setprofile) gets a method definition of ours: the same object,
 // name and flags, whose C function calls CPython's. When our hook saw the call start and
 // untraced nothing would have sent its return, the thread's new profile function is put
 // behind first_event_filter for one event: that event is dropped if it is the installing
 // call's return (or exception), passed on otherwise, and the program's function is back in
-// place either way.
+// place either way. 3.12+ sys._setprofileallthreads (threading.setprofile_all_threads) is
+// left alone: untraced, its caller's new profile function does get the call's c_return.
 #include <iterator>
 
 #include "python/instrument_state.h"
 
 namespace etwtrace::py::instrument {
 
-const void* g_installer_keys[2] = {nullptr, nullptr};
+const void* g_installer_keys[1] = {nullptr};
 
 namespace {
 
@@ -54,7 +55,6 @@ int first_event_filter(PyObject* obj, PyFrameObject* frame, int what, PyObject* 
 
 Installer g_installers[] = {
     {"setprofile", nullptr, {}},
-    {"_setprofileallthreads", nullptr, {}},
 };
 static_assert(std::size(g_installers) == std::size(g_installer_keys));
 
@@ -90,7 +90,7 @@ void hook_installer(PyObject* sys) {
         g_installer_keys[I] = &installer.def;
     }
     Py_XDECREF(fn);  // the sys module keeps it
-    PyErr_Clear();   // absent (3.9 - 3.11 have no _setprofileallthreads): nothing to hook
+    PyErr_Clear();   // absent or not CPython's METH_O builtin: nothing to hook
 }
 
 }  // namespace
@@ -100,7 +100,6 @@ void hook_profile_installers() {
     PyObject* sys = PyImport_ImportModule("sys");
     if (sys) {
         hook_installer<0>(sys);
-        hook_installer<1>(sys);
         Py_DECREF(sys);
     }
     PyErr_Clear();

@@ -115,15 +115,15 @@ void remove_profile_hooks();
 bool install_monitoring_hooks();
 void remove_monitoring_hooks();
 
-// instrument_own_profiler.cpp: the builtins that install a profile function on the calling
-// thread (sys.setprofile, 3.12+ sys._setprofileallthreads), by their method definition.
-extern const void* g_installer_keys[2];
+// instrument_own_profiler.cpp: the builtin that installs a profile function on the calling
+// thread (sys.setprofile), by its method definition.
+extern const void* g_installer_keys[1];
 void hook_profile_installers();  // once per process, before the keys are compared
 // Our hook saw the call of installer `key` start where, untraced, nothing profiles it: the
 // profile function it installs must not see the call's return.
 void note_unprofiled_installer_call(const void* key);
 inline bool is_profile_installer(const void* key) {
-    return key && (key == g_installer_keys[0] || key == g_installer_keys[1]);
+    return key && key == g_installer_keys[0];
 }
 
 // instrument_monitoring.cpp: untraced, would a C call at this site of `code` send C_RETURN
