@@ -17,7 +17,8 @@
 // Caller of each push and lets a fork() child start its own file with the stack it inherited.
 //
 // Files: instrument_state.h (shared state, push/pop), instrument_functions.cpp (definitions,
-// C function lookup), instrument_profile.cpp (3.9 - 3.11), instrument_monitoring.cpp (3.12+);
+// C function lookup), instrument_profile.cpp (3.9 - 3.11), instrument_monitoring.cpp (3.12+),
+// instrument_own_profiler.cpp (the program's own sys.setprofile);
 // this one: threads, enable/disable, atexit/fork, and the InstrumentMode class.
 #include <unistd.h>
 

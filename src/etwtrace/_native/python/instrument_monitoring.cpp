@@ -234,7 +234,9 @@ bool others_watch_calls(PyCodeObject* code) {
             continue;
         }
         PyObject* global = PyObject_CallMethod(monitoring, "get_events", "i", tool);
+        PyErr_Clear();  // a tool id CPython refuses watches nothing
         PyObject* local = PyObject_CallMethod(monitoring, "get_local_events", "iO", tool, code);
+        PyErr_Clear();
         watched = (global && (PyLong_AsLong(global) & call)) || (local && (PyLong_AsLong(local) & call));
         Py_XDECREF(global);
         Py_XDECREF(local);
