@@ -1,5 +1,6 @@
 // Writer and reader together: what ThreadBuffer encodes, reader::decode gives back, across
 // threads, under backpressure, and from a file cut at any point.
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,7 +38,63 @@ std::vector<uint8_t> slurp(const std::string& path) {
     return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
 }
 
+size_t threads_in_process() {
+    size_t n = 0;
+    DIR* dir = opendir("/proc/self/task");
+    while (dir && readdir(dir)) {
+        ++n;
+    }
+    if (dir) {
+        closedir(dir);
+    }
+    return n - 2;  // "." and ".."
+}
+
 }  // namespace
+
+// Around fork(): paused, the writer thread is gone; it comes back only at the first chunk after
+// resume(), and a pause() before that chunk cancels the resume (a second fork right after the
+// first); without any resume() it comes back once the queue holds kMaxQueuedChunks.
+TEST(TraceWriterReader, PausedWriterThreadStaysGoneUntilResumed) {
+    std::string path = temp_path("pause");
+    size_t before = threads_in_process();
+    {
+        auto writer = open_writer(path);
+        EXPECT_EQ(threads_in_process(), before + 1);
+        trace::ThreadBuffer buf;
+        buf.attach(writer.get(), 5);
+        auto send_chunk = [&buf](uint32_t id) {
+            buf.push(id, 0, 0);
+            buf.pop(id);
+            buf.flush();
+        };
+        writer->pause();
+        EXPECT_EQ(threads_in_process(), before);
+        send_chunk(1);  // in the hooks after fork(): queued, no thread
+        EXPECT_EQ(threads_in_process(), before);
+        writer->resume();
+        writer->pause();  // forks again before any chunk
+        send_chunk(2);
+        EXPECT_EQ(threads_in_process(), before);
+        writer->resume();
+        send_chunk(3);  // fork() has returned: the thread is back
+        EXPECT_EQ(threads_in_process(), before + 1);
+        writer->pause();
+        for (uint32_t i = 0; i < trace::kMaxQueuedChunks + 1; ++i) {
+            send_chunk(10 + i);
+        }
+        EXPECT_EQ(threads_in_process(), before + 1);  // never resumed: restarted at the bound
+        buf.detach();
+        writer->finish();
+        EXPECT_EQ(writer->lost_events(), 0u);
+    }
+    reader::TraceData t;
+    ASSERT_TRUE(reader::read_file(path, t));
+    EXPECT_TRUE(t.complete);
+    EXPECT_EQ(t.events.size(), (3 + trace::kMaxQueuedChunks + 1) * 2);
+    EXPECT_EQ(t.sequence_gaps, 0u);
+    std::remove(path.c_str());
+}
 
 TEST(TraceWriterReader, RoundTripOneThread) {
     std::string path = temp_path("roundtrip");

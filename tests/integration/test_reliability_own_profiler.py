@@ -41,3 +41,17 @@ def test_own_profiler_output_unchanged(tmp_path):
         assert pushes == 3000
     else:
         assert TraceFile(files[0]).info["lost_events"] >= 1
+
+
+def test_own_profile_function_sees_what_it_sees_untraced(tmp_path):
+    # Our hook saw the installing call start; the program's hook must not get its return.
+    script = SCRIPT.parent / "own_profile_install.py"
+    results = []
+    for launcher in ([], ["-m", "etwtrace", "--instrument", "--quiet", "--"]):
+        proc = subprocess.run([sys.executable, *launcher, str(script)], cwd=tmp_path, capture_output=True,
+                              timeout=60, env=dict(os.environ, ETWTRACE_TRACE_DIR=str(tmp_path)))
+        results.append((proc.returncode, proc.stdout.decode(), proc.stderr.decode()))
+    untraced, traced = results
+    assert untraced[0] == 0, untraced[2]
+    assert "('c_call', 'len'), ('c_return', 'len')" in untraced[1]
+    assert traced == untraced

@@ -24,35 +24,10 @@ TIMEOUT = 3600 if LONG else 180
 MODES = {"stack": ["--stack"], "instrumented": ["--instrument"]}
 V = sys.version_info[:2]
 
-# Found by this suite (own_tracers.py, every CPython): under --instrument a program's own
-# sys.setprofile(hook) first receives ("c_return", sys.setprofile) for the very call that
-# installed it. Untraced, that call started with no profiler, so CPython sends no c_return;
-# traced, our profiler (3.9 - 3.11: the C profile function; 3.12+: sys.monitoring's C_RETURN)
-# was active when the call started, and CPython hands its c_return to the new hook.
-SETPROFILE_DEFECT = "known defect: a program's sys.setprofile hook sees the c_return of its own installation"
-
-
-# Found by this suite (fork_children.py, 3.13, instrumented, only on a loaded machine: 2 of 4
-# runs at load average 7-26 on 2 cores, 0 of 3 idle): a forked child's own fork() gets 3.13's
-# "This process ... is multi-threaded" DeprecationWarning. Not a strict xfail: it depends on
-# timing. Likely mechanism (not verified): 3.13.0 counts threads after the after-fork-in-parent
-# hooks, and the writer restarts at the first chunk submitted after resume(); when fork() took
-# more than the 100 ms partial-chunk flush interval, an event in those hooks submits a chunk and
-# the writer thread is back before CPython counts.
-FORK_UNDER_LOAD_DEFECT = ("known defect, timing-dependent: under load a forked child's fork() warns "
-                          "'multi-threaded' on 3.13 (the writer thread restarts too early)")
-
-
-def flaky_defect(program, mode):
-    if program == "fork_children" and mode == "instrumented" and V >= (3, 13):
-        return FORK_UNDER_LOAD_DEFECT
-    return None
-
 
 def known_defect(program, mode):
-    """The reason a (program, mode) is a known, not yet fixed defect on this CPython, or None."""
-    if program == "own_tracers" and mode == "instrumented":
-        return SETPROFILE_DEFECT
+    """The reason a (program, mode) is a known, not yet fixed defect on this CPython, or None
+    (none is open now)."""
     return None
 
 
@@ -116,8 +91,6 @@ def cases():
         for mode in MODES:
             defect = known_defect(program, mode)
             marks = [pytest.mark.xfail(strict=True, reason=defect)] if defect else []
-            if flaky_defect(program, mode):
-                marks.append(pytest.mark.xfail(strict=False, reason=flaky_defect(program, mode)))
             yield pytest.param(program, mode, id=f"{program}-{mode}", marks=marks)
 
 

@@ -158,6 +158,20 @@ inline int set_thread_profile(PyThreadState* tstate, Py_tracefunc func, PyObject
 #endif
 }
 
+// The profile function a thread's events go to (the program's own hook: CPython's trampoline),
+// read and replaced without touching its profile object, the audit hook or the event masks.
+inline Py_tracefunc thread_profile_function(PyThreadState* tstate) { return tstate->c_profilefunc; }
+inline void replace_thread_profile_function(PyThreadState* tstate, Py_tracefunc func) { tstate->c_profilefunc = func; }
+
+// Gives one builtin function object another method definition (same flags, so its vectorcall
+// stays right): the object, its name, repr and every reference to it stay the same.
+inline PyMethodDef* builtin_method_def(PyObject* fn) {
+    return PyCFunction_CheckExact(fn) ? reinterpret_cast<PyCFunctionObject*>(fn)->m_ml : nullptr;
+}
+inline void replace_builtin_method_def(PyObject* fn, PyMethodDef* def) {
+    reinterpret_cast<PyCFunctionObject*>(fn)->m_ml = def;
+}
+
 // Installs (or removes) the C profile function on every thread of the current interpreter
 // (3.12+ also on threads started later). Returns -1 with an exception set on failure.
 inline int set_profile_all_threads(Py_tracefunc func, PyObject* arg) {

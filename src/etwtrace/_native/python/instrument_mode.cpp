@@ -17,7 +17,8 @@
 // Caller of each push and lets a fork() child start its own file with the stack it inherited.
 //
 // Files: instrument_state.h (shared state, push/pop), instrument_functions.cpp (definitions,
-// C function lookup), instrument_profile.cpp (3.9 - 3.11), instrument_monitoring.cpp (3.12+);
+// C function lookup), instrument_profile.cpp (3.9 - 3.11), instrument_monitoring.cpp (3.12+),
+// instrument_own_profiler.cpp (the program's own sys.setprofile);
 // this one: threads, enable/disable, atexit/fork, and the InstrumentMode class.
 #include <unistd.h>
 
@@ -44,6 +45,7 @@ bool g_enabled = false;
 bool g_use_monitoring = false;
 PublishedDefinitions g_published;
 CacheSlot g_cache[kCacheSize];
+const void* g_fork_return_key = nullptr;
 __attribute__((tls_model("initial-exec"))) constinit thread_local ThreadSlot t_slot;  // see instrument_state.h
 
 namespace {
@@ -54,7 +56,11 @@ std::mutex* g_threads_mu = new std::mutex();  // guards g_threads against exitin
 std::vector<ThreadState*> g_threads;
 std::unordered_map<PyThreadState*, std::vector<Entry>>* g_replay =
     new std::unordered_map<PyThreadState*, std::vector<Entry>>();
-bool g_process_hooks_installed = false;
+// fork() in the parent (before_fork): the forking thread, its stack depth and the C function
+// on top, whose return resumes the writer.
+ThreadState* g_forking_thread = nullptr;
+size_t g_forking_depth = 0;
+const void* g_forking_key = nullptr;
 
 // Runs at thread exit (after the thread's Python state is gone, without the GIL).
 struct ThreadExitGuard {
@@ -158,6 +164,16 @@ std::vector<Entry> live_prefix(const std::vector<Entry>& captured, bool entering
 
 }  // namespace
 
+void fork_call_returned(ThreadState* ts) {
+    if (ts == g_forking_thread && ts->stack.size() + 1 == g_forking_depth) {
+        g_fork_return_key = nullptr;
+        g_forking_thread = nullptr;
+        if (g_writer) {
+            g_writer->resume();
+        }
+    }
+}
+
 void add_lost_events(uint64_t n) {
     if (g_writer) {
         g_writer->add_lost_events(n);
@@ -229,6 +245,8 @@ void finish_trace() {
         return;
     }
     g_enabled = false;
+    g_fork_return_key = nullptr;  // its thread state goes now (a paused writer finishes as well)
+    g_forking_thread = nullptr;
     remove_hooks();
     detach_all_threads();
     g_replay->clear();
@@ -255,6 +273,9 @@ PyObject* after_fork_child(PyObject*, PyObject*) {
         Py_RETURN_NONE;
     }
     g_threads_mu = new (std::nothrow) std::mutex();  // the old one may be held by a vanished thread
+    g_fork_return_key = nullptr;  // the child's writer is new and running
+    g_forking_thread = nullptr;
+    g_forking_key = nullptr;
     ThreadState* self = (t_slot.epoch == g_epoch) ? t_slot.state : nullptr;
     std::vector<Entry> stack;
     if (self) {
@@ -291,38 +312,42 @@ PyObject* after_fork_child(PyObject*, PyObject*) {
 }
 PyMethodDef after_fork_def = {"_etwtrace_after_fork_child", after_fork_child, METH_NOARGS, nullptr};
 
-// Around fork() in the parent: the writer thread stops (after writing what is queued) and
-// starts again with the next chunk, so the process forks without a thread of ours (3.12+ warn
-// "This process is multi-threaded, use of fork() may lead to deadlocks" otherwise, counting
-// threads right after fork(); 3.13.0 even after the after-fork-in-parent hooks). Events
+// Around fork() in the parent: the writer thread stops (after writing what is queued) before
+// fork() and starts again only once the forking call has returned to its caller, so no thread
+// of ours exists while CPython counts them (3.12+ warn "This process is multi-threaded, use of
+// fork() may lead to deadlocks" otherwise; 3.12 counts right after fork(), 3.13.0 after the
+// after-fork-in-parent hooks, and the program's hooks among those make events: a chunk
+// submitted there used to bring the thread back in time to be counted, whenever fork() had
+// taken longer than the 100 ms flush interval). The forking call is the C function on top of
+// the forking thread's stack in before_fork; its return (pop_c) resumes the writer. Events
 // meanwhile wait in the queue, so the trace stays lossless.
 PyObject* before_fork(PyObject*, PyObject*) {
+    g_forking_key = nullptr;
     if (g_enabled && g_writer) {
         g_writer->pause();  // the writer thread never needs the GIL
+        ThreadState* ts = t_slot.epoch == g_epoch ? t_slot.state : nullptr;
+        if (ts && !ts->stack.empty() && ts->stack.back().is_c) {
+            g_forking_thread = ts;
+            g_forking_depth = ts->stack.size();
+            g_forking_key = ts->stack.back().key;
+        }
     }
     Py_RETURN_NONE;
 }
 PyMethodDef before_fork_def = {"_etwtrace_before_fork", before_fork, METH_NOARGS, nullptr};
 
 PyObject* after_fork_parent(PyObject*, PyObject*) {
-    if (g_writer) {
-        g_writer->resume();
+    if (g_writer && g_forking_key) {
+        g_fork_return_key = g_forking_key;  // resumed by fork_call_returned
+    } else if (g_writer) {
+        g_writer->resume();  // forked from C: nothing of ours sees the call return
     }
+    g_forking_key = nullptr;
     Py_RETURN_NONE;
 }
 PyMethodDef after_fork_parent_def = {"_etwtrace_after_fork_parent", after_fork_parent, METH_NOARGS, nullptr};
 
-bool install_process_hooks() {
-    if (g_process_hooks_installed) {
-        return true;
-    }
-    if (!call_with_builtin("atexit", "register", &atexit_def) || !register_after_fork_in_child(&after_fork_def) ||
-        !register_around_fork(&before_fork_def, &after_fork_parent_def)) {
-        return false;
-    }
-    g_process_hooks_installed = true;
-    return true;
-}
+ProcessHooks g_process_hooks = {&atexit_def, &before_fork_def, &after_fork_parent_def, &after_fork_def, false};
 
 bool option_path(PyObject* options, const char* key, std::string& out) {
     PyObject* value = options ? PyDict_GetItemString(options, key) : nullptr;
@@ -338,7 +363,10 @@ bool option_path(PyObject* options, const char* key, std::string& out) {
     return true;
 }
 
-bool install_hooks() { return g_use_monitoring ? install_monitoring_hooks() : install_profile_hooks(); }
+bool install_hooks() {
+    hook_profile_installers();  // before the profile hooks look up sys.setprofile's key
+    return g_use_monitoring ? install_monitoring_hooks() : install_profile_hooks();
+}
 
 class InstrumentMode final : public TracerMode {
 public:
@@ -350,7 +378,7 @@ public:
             return false;
         }
         std::string path;
-        if (!option_path(options, "trace_path", path) || !install_process_hooks()) {
+        if (!option_path(options, "trace_path", path) || !install_process_hooks(g_process_hooks)) {
             return false;
         }
         TraceWriter::Options writer_options{python_version(), 0};

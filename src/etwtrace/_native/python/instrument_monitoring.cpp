@@ -66,8 +66,12 @@ PyObject* mon_unwind(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 // Out of line, so the callback's common case (a Python callable) saves no registers.
-__attribute__((noinline)) void call_c_function(ThreadState* ts, PyObject* callable, PyObject* self_arg,
-                                               const void* key) {
+__attribute__((noinline)) void call_c_function(ThreadState* ts, PyObject* code, PyObject* callable,
+                                               PyObject* self_arg, const void* key) {
+    if (__builtin_expect(is_profile_installer(key), 0) &&
+        !others_watch_calls(reinterpret_cast<PyCodeObject*>(code))) {
+        note_unprofiled_installer_call(key);
+    }
     push_c(ts, callable, self_arg, key, monitoring_caller_offset(ts));
 }
 
@@ -85,7 +89,7 @@ PyObject* mon_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     }
     const void* key = cfunction_key(args[2]);
     if (key) {
-        call_c_function(ts, args[2], args[3], key);
+        call_c_function(ts, args[0], args[2], args[3], key);
     }
     return none();
 }
@@ -209,6 +213,40 @@ void uninstall_monitoring(PyObject* monitoring, int id, const MonitoringBinding*
 }
 
 }  // namespace
+
+bool others_watch_calls(PyCodeObject* code) {
+    compat::SavedException saved;
+    // The legacy profiler (sys.setprofile, tool 6) watches calls everywhere while any thread
+    // has a profile function; sys.settrace's tool never watches CALL.
+    PyInterpreterState* interp = PyThreadState_Get()->interp;
+    for (PyThreadState* t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) {
+        if (compat::thread_profile_function(t)) {
+            return true;
+        }
+    }
+    PyObject* monitoring = monitoring_module();
+    PyObject* events = monitoring ? PyObject_GetAttrString(monitoring, "events") : nullptr;
+    PyObject* call_bit = events ? PyObject_GetAttrString(events, "CALL") : nullptr;
+    long call = call_bit ? PyLong_AsLong(call_bit) : 0;
+    bool watched = false;
+    for (int tool = 0; call > 0 && !watched && tool < 6; ++tool) {  // 0 - 5: the tools a program can claim
+        if (tool == g_tool_id) {
+            continue;
+        }
+        PyObject* global = PyObject_CallMethod(monitoring, "get_events", "i", tool);
+        PyErr_Clear();  // a tool id CPython refuses watches nothing
+        PyObject* local = PyObject_CallMethod(monitoring, "get_local_events", "iO", tool, code);
+        PyErr_Clear();
+        watched = (global && (PyLong_AsLong(global) & call)) || (local && (PyLong_AsLong(local) & call));
+        Py_XDECREF(global);
+        Py_XDECREF(local);
+    }
+    Py_XDECREF(call_bit);
+    Py_XDECREF(events);
+    Py_XDECREF(monitoring);
+    PyErr_Clear();
+    return watched;
+}
 
 bool install_monitoring_hooks() {
     PyObject* monitoring = monitoring_module();

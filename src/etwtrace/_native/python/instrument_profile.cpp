@@ -46,7 +46,13 @@ const void* method_key(const char* module, const char* attr, const char* method)
     return key;
 }
 
-__attribute__((noinline)) void note_displaced() { add_lost_events(1); }
+// The program installs its own profile function on this thread, where untraced none was set.
+__attribute__((noinline)) void note_displaced(const void* key) {
+    add_lost_events(1);
+    if (is_profile_installer(key)) {
+        note_unprofiled_installer_call(key);
+    }
+}
 
 int profile_hook(PyObject*, PyFrameObject* frame, int what, PyObject* arg) {
     ThreadState* ts = current(what == PyTrace_CALL);
@@ -78,7 +84,7 @@ int profile_hook(PyObject*, PyFrameObject* frame, int what, PyObject* arg) {
     case PyTrace_C_CALL: {
         const void* key = cfunction_key(arg);
         if (__builtin_expect(key == g_displacing[0] || key == g_displacing[1], 0) && key) {
-            note_displaced();
+            note_displaced(key);
         }
         if (key) {
             push_c(ts, arg, nullptr, key, profile_caller_offset(ts, frame));

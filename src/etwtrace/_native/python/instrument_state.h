@@ -5,6 +5,7 @@
 //   instrument_functions.cpp   PythonFunction definitions (line tables), C function lookup
 //   instrument_profile.cpp     3.9 - 3.11: C profile function, new-thread hooks
 //   instrument_monitoring.cpp  3.12+: sys.monitoring callbacks
+//   instrument_own_profiler.cpp  the program's sys.setprofile: the events it sees untraced
 //
 // Everything here is used under the GIL (the thread list in instrument_mode.cpp has its own
 // mutex). The hot-path helpers stay inline in this header so that they are inlined into each
@@ -94,6 +95,10 @@ __attribute__((tls_model("initial-exec"))) extern constinit thread_local ThreadS
 ThreadState* attach_thread(bool entering = false);
 void finish_trace();           // disable + close: used before os._exit
 void add_lost_events(uint64_t n);  // events the trace will miss (our hook was displaced)
+// fork() in the parent: the C function whose return ends the fork (os.fork, on the forking
+// thread's stack), set from the after-fork-in-parent hook until that return; nullptr otherwise.
+extern const void* g_fork_return_key;
+__attribute__((noinline)) void fork_call_returned(ThreadState* ts);
 
 // instrument_functions.cpp
 void write_definition(ThreadState* ts, FunctionRecord* record, const LineTable& lines);
@@ -109,6 +114,21 @@ void remove_profile_hooks();
 // instrument_monitoring.cpp: sys.monitoring callbacks (3.12+)
 bool install_monitoring_hooks();
 void remove_monitoring_hooks();
+
+// instrument_own_profiler.cpp: the builtin that installs a profile function on the calling
+// thread (sys.setprofile), by its method definition.
+extern const void* g_installer_keys[1];
+void hook_profile_installers();  // once per process, before the keys are compared
+// Our hook saw the call of installer `key` start where, untraced, nothing profiles it: the
+// profile function it installs must not see the call's return.
+void note_unprofiled_installer_call(const void* key);
+inline bool is_profile_installer(const void* key) {
+    return key && key == g_installer_keys[0];
+}
+
+// instrument_monitoring.cpp: untraced, would a C call at this site of `code` send C_RETURN
+// (some other sys.monitoring tool, or a thread's profile function, watches calls)?
+bool others_watch_calls(PyCodeObject* code);
 
 // ---- hot path ---------------------------------------------------------------------------------
 
@@ -197,6 +217,9 @@ inline void push_c(ThreadState* ts, PyObject* callable, PyObject* self_arg, cons
 inline void pop_c(ThreadState* ts, const void* key) {
     if (!ts->stack.empty() && ts->stack.back().key == key && ts->stack.back().is_c) {
         pop(ts);
+        if (__builtin_expect(key == g_fork_return_key, 0)) {
+            fork_call_returned(ts);
+        }
     }
 }
 

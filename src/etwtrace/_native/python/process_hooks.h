@@ -1,5 +1,7 @@
-// process_hooks.h - registering one of our C functions with the interpreter's own hook points
-// (atexit, os.register_at_fork, threading.setprofile), shared by both tracing modes.
+// process_hooks.h - registering our C functions with the interpreter's own hook points
+// (atexit, os.register_at_fork, threading.setprofile), shared by the tracing modes. A mode that
+// writes a trace file (instrumented, sampler) supplies its four process callbacks as a
+// ProcessHooks and registers them once with install_process_hooks().
 #pragma once
 
 #include "python/compat.h"
@@ -53,6 +55,32 @@ inline bool register_around_fork(PyMethodDef* before, PyMethodDef* parent) {
     Py_XDECREF(register_at_fork);
     Py_XDECREF(os);
     return result != nullptr;
+}
+
+// The callbacks a trace-writing mode needs around the process's life: at exit (finish the
+// file), and around fork() (before: stop our threads; after, in the parent: let them run
+// again; after, in the child: start the child's own file).
+struct ProcessHooks {
+    PyMethodDef* at_exit;
+    PyMethodDef* before_fork;
+    PyMethodDef* after_fork_parent;
+    PyMethodDef* after_fork_child;
+    bool installed = false;  // registered already: the interpreter keeps them for the process
+};
+
+// Registers `hooks` with atexit and os.register_at_fork the first time it is called for them.
+// False with an exception set.
+inline bool install_process_hooks(ProcessHooks& hooks) {
+    if (hooks.installed) {
+        return true;
+    }
+    if (!call_with_builtin("atexit", "register", hooks.at_exit) ||
+        !register_after_fork_in_child(hooks.after_fork_child) ||
+        !register_around_fork(hooks.before_fork, hooks.after_fork_parent)) {
+        return false;
+    }
+    hooks.installed = true;
+    return true;
 }
 
 }  // namespace etwtrace::py

@@ -58,7 +58,6 @@ TraceWriter* g_writer = nullptr;
 std::vector<SampledThread*> g_threads;
 Counters g_counters;
 uint64_t g_threads_seen = 0;
-bool g_process_hooks_installed = false;
 
 
 // ---- threads -----------------------------------------------------------------------------------
@@ -380,17 +379,7 @@ PyObject* after_fork_child(PyObject*, PyObject*) {
 }
 PyMethodDef after_fork_child_def = {"_etwtrace_sampler_after_fork_child", after_fork_child, METH_NOARGS, nullptr};
 
-bool install_process_hooks() {
-    if (g_process_hooks_installed) {
-        return true;
-    }
-    if (!call_with_builtin("atexit", "register", &atexit_def) || !register_after_fork_in_child(&after_fork_child_def) ||
-        !register_around_fork(&before_fork_def, &after_fork_parent_def)) {
-        return false;
-    }
-    g_process_hooks_installed = true;
-    return true;
-}
+ProcessHooks g_process_hooks = {&atexit_def, &before_fork_def, &after_fork_parent_def, &after_fork_child_def, false};
 
 // ---- options -----------------------------------------------------------------------------------------
 
@@ -465,7 +454,7 @@ public:
             PyErr_SetString(PyExc_RuntimeError, "etwtrace: the sampler is already enabled");
             return false;
         }
-        if (!read_options(options) || !install_process_hooks() || !install_code_death_hook()) {
+        if (!read_options(options) || !install_process_hooks(g_process_hooks) || !install_code_death_hook()) {
             return false;
         }
         set_drain_before_death(drain_before_death);

@@ -166,7 +166,10 @@ void TraceWriter::submit(Chunk* chunk) {
         delete chunk;
         return;
     }
-    if (pausing_ && resume_pending_ && !stopping_) {
+    // Paused, the thread restarts at the first chunk after resume(); or when the queue has
+    // reached its bound without a resume() (a caller that never learnt the fork was over):
+    // memory stays bounded.
+    if (pausing_ && (resume_pending_ || queue_.size() >= kMaxQueuedChunks) && !stopping_) {
         pausing_ = false;
         resume_pending_ = false;
         thread_ = std::thread([this] { run(); });  // run() waits for the lock we hold
@@ -405,7 +408,12 @@ void TraceWriter::set_trailer(format::RecordType type, std::vector<uint8_t> payl
 void TraceWriter::pause() {
     {
         std::lock_guard<std::mutex> lock(mu_);
-        if (stopping_ || pausing_ || !thread_.joinable()) {
+        if (pausing_) {
+            // Paused still (no chunk since the last resume()): stay so through this fork too.
+            resume_pending_ = false;
+            return;
+        }
+        if (stopping_ || !thread_.joinable()) {
             return;
         }
         pausing_ = true;

@@ -75,7 +75,9 @@ public:
     // process forks with no thread of ours (3.12+ warns about forking a multi-threaded
     // process); chunks submitted meanwhile wait in the queue. resume() starts the thread again.
     // resume() starts it again at the next submit(): CPython 3.13.0 counts the threads after
-    // the after-fork-in-parent hooks, so the thread must not be back by then.
+    // the after-fork-in-parent hooks, so the thread must not be back by then, and a caller
+    // whose hooks see events in those hooks calls resume() only once fork() has returned.
+    // Without a resume(), the thread restarts when kMaxQueuedChunks wait.
     void pause();
     void resume();
 
