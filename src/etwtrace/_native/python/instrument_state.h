@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <utility>
 #include <vector>
 
@@ -59,15 +60,17 @@ extern uint32_t g_epoch;  // bumped by enable/disable/fork: thread-local state g
 extern bool g_enabled;
 extern bool g_use_monitoring;  // sys.monitoring (3.12+) rather than the profile function
 // Every definition written into the current trace file, replayed into fork children: flat,
-// because it holds one entry per function seen (16 bytes plus its line runs, no allocation each).
+// because it holds one entry per function seen (16 bytes plus its line runs, no allocation
+// each), and in deques, which grow by fixed blocks where a vector's doubling would leave up to
+// half of its capacity touched but unused (memory per live function is bounded).
 struct PublishedDefinitions {
     struct Entry {
         FunctionRecord* record;
         uint32_t first_run;
         uint32_t run_count;
     };
-    std::vector<Entry> entries;
-    LineTable runs;
+    std::deque<Entry> entries;
+    std::deque<ThreadBuffer::LineRun> runs;
     void add(FunctionRecord* record, const LineTable& lines) {
         entries.push_back({record, static_cast<uint32_t>(runs.size()), static_cast<uint32_t>(lines.size())});
         runs.insert(runs.end(), lines.begin(), lines.end());
