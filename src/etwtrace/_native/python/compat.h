@@ -8,6 +8,9 @@
 #include <Python.h>
 #include <frameobject.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -503,6 +506,50 @@ inline long thread_native_id(PyThreadState* tstate) {
 #endif
 }
 
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
+// 3.11/3.12: _PyEval_EvalFrameDefault sets `tstate->cframe = &cframe` a few instructions before
+// `cframe.current_frame = frame`, so a signal in between finds current_frame uninitialised
+// (stack garbage: a walk from it crashed). Every frame reachable from a real current frame is
+// sound, so only the first is checked: one in the thread's data stack must lie below the live
+// top of its chunk (what is above is popped or garbage); anything else (a generator's frame in
+// its object, 3.12's C-stack entry frame while a call returns) is read through
+// process_vm_readv of this very process, which fails rather than faults on an unmapped
+// address, and must be owned by a generator or the C stack, with a code object as its code.
+inline bool sampled_read_self(const void* address, void* out, size_t size) {
+    iovec local{out, size};
+    iovec remote{const_cast<void*>(address), size};
+    return syscall(SYS_process_vm_readv, getpid(), &local, 1ul, &remote, 1ul, 0ul) == static_cast<long>(size);
+}
+
+inline bool sampled_current_frame_plausible(PyThreadState* tstate, const SampledInterpreterFrame* frame) {
+    auto at = reinterpret_cast<uintptr_t>(frame);
+    if (at % alignof(SampledInterpreterFrame) != 0) {
+        return false;
+    }
+    bool innermost = true;
+    for (const _PyStackChunk* chunk = tstate->datastack_chunk; chunk; chunk = chunk->previous, innermost = false) {
+        auto data = reinterpret_cast<uintptr_t>(chunk->data);
+        auto end = reinterpret_cast<uintptr_t>(chunk) + chunk->size;
+        if (at < data || at >= end) {
+            continue;
+        }
+        auto live_top = innermost ? reinterpret_cast<uintptr_t>(tstate->datastack_top)
+                                  : data + chunk->top * sizeof(PyObject*);
+        return at + sizeof(SampledInterpreterFrame) <= live_top;
+    }
+    SampledInterpreterFrame copy;
+    if (!sampled_read_self(frame, &copy, sizeof copy)) {
+        return false;
+    }
+    if (copy.owner != kFrameOwnedByGenerator && copy.owner != kFrameOwnedByCStack) {
+        return false;
+    }
+    PyObject object_header;
+    return copy.f_code && sampled_read_self(copy.f_code, &object_header, sizeof object_header) &&
+           Py_TYPE(&object_header) == &PyCode_Type;
+}
+#endif
+
 // Walks the thread's Python frames, leaf first, into words: (code pointer | entry bit,
 // instruction) per frame (instruction: 3.11+ the code-unit pointer, before that the byte
 // offset). Plain loads only: async-signal-safe. Returns the number of frames written (at most
@@ -516,6 +563,9 @@ inline size_t walk_sampled_frames(PyThreadState* tstate, uint64_t* out, size_t m
 #else
     _PyCFrame* cframe = tstate->cframe;
     auto* frame = cframe ? reinterpret_cast<SampledInterpreterFrame*>(cframe->current_frame) : nullptr;
+    if (frame && !sampled_current_frame_plausible(tstate, frame)) {
+        return 0;  // the eval loop is installing its cframe: current_frame is not written yet
+    }
 #endif
     for (; frame; frame = frame->previous) {
         if (n == max) {

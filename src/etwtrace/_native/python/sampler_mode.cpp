@@ -20,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -175,6 +176,15 @@ void drain_before_death() {
     }
 }
 
+SampledThread* find_thread(pid_t tid) {
+    for (SampledThread* t : g_threads) {
+        if (t->tid == tid) {
+            return t;
+        }
+    }
+    return nullptr;
+}
+
 SampledThread* current_thread() {
     pid_t tid = static_cast<pid_t>(platform::thread_id());
     for (SampledThread* t : g_threads) {
@@ -286,6 +296,7 @@ void finish() {
     }
     g_threads.clear();
     g_active.store(false);
+    remove_thread_start_hook();
     resolver_stop();
     registry().reset();
     if (g_writer) {
@@ -476,6 +487,10 @@ public:
         g_enabled = true;
         g_active.store(true);
         scan_threads();
+        if (!install_thread_start_hook()) {
+            finish();
+            return false;
+        }
         if (g_source_choice == SourceChoice::Perf && g_threads.empty()) {
             finish();
             PyErr_SetString(PyExc_OSError, "etwtrace: perf events are not permitted here (source='perf')");
@@ -518,6 +533,23 @@ public:
 };
 
 }  // namespace
+
+void register_current_thread() {
+    if (!g_enabled) {
+        return;
+    }
+    PyThreadState* tstate = PyThreadState_Get();
+    pid_t tid = static_cast<pid_t>(platform::thread_id());
+    SampledThread* known = find_thread(tid);
+    if (known && known->tstate == tstate) {
+        return;  // the rescan was first
+    }
+    if (known) {
+        retire(known);  // a thread id reused before the rescan noticed: the old thread ended
+        g_threads.erase(std::find(g_threads.begin(), g_threads.end(), known));
+    }
+    register_thread(tstate, tid);
+}
 
 std::string trace_path() { return g_writer ? g_writer->path() : std::string(); }
 

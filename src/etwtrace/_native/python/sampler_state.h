@@ -3,6 +3,7 @@
 //   sampler_signal.cpp   the signal handler and the table it finds its thread in
 //   sampler_mode.cpp     the sampled threads, the drain thread, enable/
 //                        disable, fork and exit: the TracerMode "sampler"
+//   sampler_thread_start.cpp  threads started by `threading` register themselves
 //   sampler_resolve.cpp  turning a thread's raw samples (code pointers, instructions) into
 //                        functions, lines and shared stack nodes in the trace file
 //
@@ -66,6 +67,13 @@ bool install_signal(int requested);
 // Counts code objects deallocated since the sampler was installed (the handler records it with
 // each sample; the resolver compares). Written under the GIL, read by handlers with a plain load.
 extern std::atomic<uint64_t> g_code_deaths;
+
+// sampler_mode.cpp: under the GIL, the calling thread is sampled from now on (if enabled).
+void register_current_thread();
+
+// sampler_thread_start.cpp: threads started through `threading` register themselves first.
+bool install_thread_start_hook();  // enable(); True without a hook if threading is not imported
+void remove_thread_start_hook();   // disable()
 
 // sampler_resolve.cpp
 bool install_code_death_hook();      // once per process
