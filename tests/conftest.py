@@ -7,11 +7,18 @@ turned into a failure, because on our machines perf must work.
 """
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background by a shell without job control (`cmd &`, nohup) inherits
+# SIGINT ignored, and so would every program the tests run, traced or not: the tests of Ctrl-C
+# endings would then test the shell. Programs get the default disposition, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TESTS = Path(__file__).resolve().parent
 SCRIPTS = TESTS / "scripts"
