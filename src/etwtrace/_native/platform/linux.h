@@ -2,11 +2,15 @@
 // clocks perf and our trace files share, and the kernel thread id perf reports.
 #pragma once
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <ctime>
+#include <thread>
+#include <utility>
 
 namespace etwtrace::platform {
 
@@ -27,5 +31,21 @@ inline uint64_t realtime_ns() {
 // The calling thread's kernel id (gettid()), the thread id perf shows; glibc < 2.30 has no
 // gettid() wrapper, hence the system call.
 inline uint64_t thread_id() { return static_cast<uint64_t>(syscall(SYS_gettid)); }
+
+// A thread of ours (trace writer, sampler drain) that no signal sent to the process can land
+// on: it starts with every signal blocked (the mask is inherited, so there is no window). Else
+// the kernel may deliver the program's SIGALRM, SIGINT or SIGCHLD to our thread, where
+// CPython's handler only sets a flag: a main thread blocked in read() or sleep() would never be
+// interrupted to run the program's handler, as it always is untraced. Faults still reach the
+// thread that faults.
+template <typename Function>
+std::thread start_thread_without_signals(Function&& function) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    std::thread thread(std::forward<Function>(function));
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return thread;
+}
 
 }  // namespace etwtrace::platform

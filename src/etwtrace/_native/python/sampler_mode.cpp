@@ -237,7 +237,7 @@ void start_drain() {
         return;
     }
     g_drain_stop = false;
-    g_drain = new std::thread(drain_loop);
+    g_drain = new std::thread(platform::start_thread_without_signals(drain_loop));
 }
 
 // Under the GIL, which the drain thread needs to finish its round: released while joining.

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "platform/linux.h"
+
 namespace etwtrace::trace {
 
 // ---- clock -----------------------------------------------------------------------------------
@@ -125,7 +127,7 @@ bool TraceWriter::start(int fd, std::string path, const Options& options, std::s
         return false;
     }
     last_sync_ns_ = header.start_ns;
-    thread_ = std::thread([this] { run(); });
+    thread_ = platform::start_thread_without_signals([this] { run(); });
     return true;
 }
 
@@ -172,7 +174,7 @@ void TraceWriter::submit(Chunk* chunk) {
     if (pausing_ && (resume_pending_ || queue_.size() >= kMaxQueuedChunks) && !stopping_) {
         pausing_ = false;
         resume_pending_ = false;
-        thread_ = std::thread([this] { run(); });  // run() waits for the lock we hold
+        thread_ = platform::start_thread_without_signals([this] { run(); });  // run() waits for the lock we hold
     }
     // Paused (around fork()), nothing drains the queue: it grows for that moment instead.
     space_cv_.wait(lock, [this] { return in_flight_ < kMaxQueuedChunks || pausing_; });
