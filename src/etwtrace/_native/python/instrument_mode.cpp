@@ -349,20 +349,6 @@ PyMethodDef after_fork_parent_def = {"_etwtrace_after_fork_parent", after_fork_p
 
 ProcessHooks g_process_hooks = {&atexit_def, &before_fork_def, &after_fork_parent_def, &after_fork_def, false};
 
-bool option_path(PyObject* options, const char* key, std::string& out) {
-    PyObject* value = options ? PyDict_GetItemString(options, key) : nullptr;
-    if (!value || value == Py_None) {
-        return true;
-    }
-    PyObject* bytes = nullptr;
-    if (!PyUnicode_FSConverter(value, &bytes)) {
-        return false;
-    }
-    out.assign(PyBytes_AS_STRING(bytes), static_cast<size_t>(PyBytes_GET_SIZE(bytes)));
-    Py_DECREF(bytes);
-    return true;
-}
-
 bool install_hooks() {
     hook_profile_installers();  // before the profile hooks look up sys.setprofile's key
     return g_use_monitoring ? install_monitoring_hooks() : install_profile_hooks();
@@ -378,7 +364,7 @@ public:
             return false;
         }
         std::string path;
-        if (!option_path(options, "trace_path", path) || !install_process_hooks(g_process_hooks)) {
+        if (!enable_option_string(options, "trace_path", path) || !install_process_hooks(g_process_hooks)) {
             return false;
         }
         TraceWriter::Options writer_options{python_version(), 0};

@@ -394,20 +394,6 @@ ProcessHooks g_process_hooks = {&atexit_def, &before_fork_def, &after_fork_paren
 
 // ---- options -----------------------------------------------------------------------------------------
 
-bool option_string(PyObject* options, const char* key, std::string& out) {
-    PyObject* value = PyDict_GetItemString(options, key);
-    if (!value || value == Py_None) {
-        return true;
-    }
-    PyObject* bytes = nullptr;
-    if (!PyUnicode_FSConverter(value, &bytes)) {
-        return false;
-    }
-    out.assign(PyBytes_AS_STRING(bytes), static_cast<size_t>(PyBytes_GET_SIZE(bytes)));
-    Py_DECREF(bytes);
-    return true;
-}
-
 bool option_int(PyObject* options, const char* key, long& out) {
     PyObject* value = PyDict_GetItemString(options, key);
     if (!value || value == Py_None) {
@@ -422,8 +408,8 @@ bool read_options(PyObject* options) {
     std::string clock, source, path;
     if (!option_int(options, "rate", rate) || !option_int(options, "signal", signal) ||
         !option_int(options, "native", native) ||
-        !option_string(options, "clock", clock) || !option_string(options, "source", source) ||
-        !option_string(options, "trace_path", path)) {
+        !enable_option_string(options, "clock", clock) || !enable_option_string(options, "source", source) ||
+        !enable_option_string(options, "trace_path", path)) {
         return false;
     }
     if (rate < 1 || rate > 100000) {

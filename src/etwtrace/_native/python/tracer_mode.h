@@ -7,6 +7,7 @@
 //                        handler copies the Python stack -> trace file (sampler_*.cpp, sampler/)
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "format/trace_format.h"
@@ -15,6 +16,22 @@
 namespace etwtrace::py {
 
 using format::MarkKind;  // upstream's PythonMark opcodes: write_mark(text, kind)
+
+// A str or path option of enable()'s options dict (nullptr: none) into `out`, in the file
+// system's encoding; absent or None leaves `out` as it is. False with an exception set.
+inline bool enable_option_string(PyObject* options, const char* key, std::string& out) {
+    PyObject* value = options ? PyDict_GetItemString(options, key) : nullptr;
+    if (!value || value == Py_None) {
+        return true;
+    }
+    PyObject* bytes = nullptr;
+    if (!PyUnicode_FSConverter(value, &bytes)) {
+        return false;
+    }
+    out.assign(PyBytes_AS_STRING(bytes), static_cast<size_t>(PyBytes_GET_SIZE(bytes)));
+    Py_DECREF(bytes);
+    return true;
+}
 
 class TracerMode {
 public:
