@@ -100,6 +100,11 @@ def prepare(version, log):
     if not os.path.exists(python):
         log(f"CPython {version}: creating {venv.relative_to(ROOT)}")
         subprocess.run([base, "-m", "venv", str(venv)], check=True)
+        # The pip that an older CPython's venv bundles (3.9's is 23.0) has no -C for
+        # scikit-build-core's build-dir.
+        proc = pip(python, "install", "--upgrade", "pip")
+        if proc.returncode:
+            raise SystemExit(f"CPython {version}: pip install --upgrade pip failed: {last_line(proc.stderr)}")
     env = Env(python=python, version=version, bindir=str(venv / "bin"))
     stamp_file = venv / "etwtrace-source"
     stamp = src_stamp()
