@@ -78,6 +78,8 @@ def skips(vr):
         for name, cell in cells.items():
             if cell.get("failed"):
                 out.append(f"* {name} on {w}: failed: {cell['failed']}")
+            elif cell.get("failed_runs"):
+                out.append(f"* {name} on {w}: {cell['failed_runs']} run(s) failed and were run again")
     return out
 
 
