@@ -100,16 +100,16 @@ def prepare(version, log):
     if not os.path.exists(python):
         log(f"CPython {version}: creating {venv.relative_to(ROOT)}")
         subprocess.run([base, "-m", "venv", str(venv)], check=True)
-        # The pip that an older CPython's venv bundles (3.9's is 23.0) has no -C for
-        # scikit-build-core's build-dir.
-        proc = pip(python, "install", "--upgrade", "pip")
-        if proc.returncode:
-            raise SystemExit(f"CPython {version}: pip install --upgrade pip failed: {last_line(proc.stderr)}")
     env = Env(python=python, version=version, bindir=str(venv / "bin"))
     stamp_file = venv / "etwtrace-source"
     stamp = src_stamp()
     if not stamp_file.exists() or stamp_file.read_text() != stamp or stamp.endswith("+dirty"):
         log(f"CPython {version}: pip install . (etwtrace from this checkout)")
+        # The pip that a venv of 3.9 to 3.11 bundles (23.0) has no -C for scikit-build-core's
+        # build directory.
+        proc = pip(python, "install", "--upgrade", "pip")
+        if proc.returncode:
+            raise SystemExit(f"CPython {version}: pip install --upgrade pip failed: {last_line(proc.stderr)}")
         proc = pip(python, "install", "--force-reinstall", "--no-deps", str(ROOT),
                    "-C", f"build-dir={BENCH / ('wheel-' + version)}")
         if proc.returncode:

@@ -521,6 +521,33 @@ inline bool sampled_read_self(const void* address, void* out, size_t size) {
     return syscall(SYS_process_vm_readv, getpid(), &local, 1ul, &remote, 1ul, 0ul) == static_cast<long>(size);
 }
 
+// Frames lie end to end in a data stack chunk, co_framesize words each, from its first word (the
+// root chunk's is reserved): a stale pointer below the live top may point into the middle of a
+// live frame (its value stack), so it is a frame only where one starts. The frames stepped over
+// lie below it, complete (only the topmost can be half pushed, and a real current frame is never
+// above that one).
+inline int sampled_frame_words(const PyCodeObject* code) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return code->co_framesize;
+#else
+    // 3.11 pushes co_nlocalsplus + co_stacksize + FRAME_SPECIALS_SIZE words, the specials being
+    // the frame's fields before its localsplus array (this struct, pointer-aligned).
+    return code->co_nlocalsplus + code->co_stacksize + static_cast<int>(sizeof(SampledInterpreterFrame) / sizeof(PyObject*));
+#endif
+}
+
+inline bool sampled_frame_starts_at(const _PyStackChunk* chunk, uintptr_t at) {
+    auto start = reinterpret_cast<uintptr_t>(&chunk->data[chunk->previous ? 0 : 1]);
+    while (start < at) {
+        int words = sampled_frame_words(reinterpret_cast<const SampledInterpreterFrame*>(start)->f_code);
+        if (words <= 0) {
+            return false;
+        }
+        start += static_cast<uintptr_t>(words) * sizeof(PyObject*);
+    }
+    return start == at;
+}
+
 inline bool sampled_current_frame_plausible(PyThreadState* tstate, const SampledInterpreterFrame* frame) {
     auto at = reinterpret_cast<uintptr_t>(frame);
     if (at % alignof(SampledInterpreterFrame) != 0) {
@@ -535,7 +562,7 @@ inline bool sampled_current_frame_plausible(PyThreadState* tstate, const Sampled
         }
         auto live_top = innermost ? reinterpret_cast<uintptr_t>(tstate->datastack_top)
                                   : data + chunk->top * sizeof(PyObject*);
-        return at + sizeof(SampledInterpreterFrame) <= live_top;
+        return at + sizeof(SampledInterpreterFrame) <= live_top && sampled_frame_starts_at(chunk, at);
     }
     SampledInterpreterFrame copy;
     if (!sampled_read_self(frame, &copy, sizeof copy)) {
@@ -566,12 +593,36 @@ inline size_t walk_sampled_frames(PyThreadState* tstate, uint64_t* out, size_t m
     if (frame && !sampled_current_frame_plausible(tstate, frame)) {
         return 0;  // the eval loop is installing its cframe: current_frame is not written yet
     }
+    // A stale current_frame can still be a real frame: the one this eval-loop call is about to
+    // run (the same address as the last call's at this depth), whose `previous` is not linked
+    // yet, or an outer frame. So a first frame that has not started is not followed, and the
+    // frame before this call's entry must be the calling eval loop's current frame.
+    if (frame && frame->owner != kFrameOwnedByGenerator && frame->owner != kFrameOwnedByCStack &&
+        frame->prev_instr < sampled_code_start(frame->f_code) + frame->f_code->_co_firsttraceable) {
+        return 0;
+    }
+    const void* caller_frame = cframe && cframe->previous ? cframe->previous->current_frame : nullptr;
+    bool entry_checked = !cframe || !cframe->previous;
 #endif
     for (; frame; frame = frame->previous) {
         if (n == max) {
             truncated = true;
             break;
         }
+#if PY_VERSION_HEX < 0x030D0000
+        // 3.12: the C-stack shim frame starts the call; 3.11: the entry frame itself.
+#if PY_VERSION_HEX >= 0x030C0000
+        const bool call_entry = frame->owner == kFrameOwnedByCStack;
+#else
+        const bool call_entry = frame->is_entry;
+#endif
+        if (call_entry && !entry_checked) {
+            if (frame->previous != caller_frame) {
+                return 0;
+            }
+            entry_checked = true;
+        }
+#endif
 #if PY_VERSION_HEX >= 0x030C0000
         if (frame->owner == kFrameOwnedByCStack) {
             if (n) {

@@ -430,6 +430,8 @@ bool read_options(PyObject* options) {
         return false;
     }
     g_period_ns = 1000000000u / static_cast<uint64_t>(rate);
+    g_half_period_ticks = static_cast<uint64_t>(static_cast<double>(g_period_ns) / 2e9 *
+                                                static_cast<double>(trace::ticks_per_second()));
     g_clock = clock == "wall" ? ClockChoice::Wall : ClockChoice::Cpu;
     g_source_choice = source == "perf" ? SourceChoice::Perf : source == "timer" ? SourceChoice::Timer : SourceChoice::Auto;
     g_user_path = path;

@@ -15,6 +15,8 @@
 // are a prefix tree of (parent, frame, line) nodes shared by all threads, so a stack seen
 // again costs one varint in the file.
 #include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -47,6 +49,13 @@ void code_dealloc(PyObject* code) {
         // names. Not reentrant: a code object freed during the drain is only logged.
         // The code object is resurrected for the drain (as slot_tp_finalize does): a lookup
         // that takes and drops a reference to it must not free it a second time.
+        // The drain runs on the program's thread: its own signal stays blocked meanwhile, or
+        // the drain's time would be sampled and those samples drained at the next death, a
+        // loop that at high rates made a program calling exec() in a loop run hundreds of times slower.
+        sigset_t sampler_signal, saved_mask;
+        sigemptyset(&sampler_signal);
+        sigaddset(&sampler_signal, g_signal);
+        pthread_sigmask(SIG_BLOCK, &sampler_signal, &saved_mask);
         g_draining = true;
         Py_SET_REFCNT(code, 1);
         {
@@ -55,6 +64,7 @@ void code_dealloc(PyObject* code) {
         }
         Py_SET_REFCNT(code, 0);
         g_draining = false;
+        pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
     }
     uint64_t death = g_code_deaths.load(std::memory_order_relaxed) + 1;
     g_code_deaths.store(death, std::memory_order_release);
@@ -277,6 +287,10 @@ void set_hidden_eval_calls(PyThreadState* tstate, size_t calls) {
 void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters) {
     using etwtrace::sampler::kEntryFrame;
     using etwtrace::sampler::kHeaderWords;
+    // A code object freed while this drain runs (a reference dropped by a lookup, a collection
+    // on 3.9-3.11) must not start another drain of the ring this one is consuming: it is logged.
+    const bool was_draining = g_draining;
+    g_draining = true;
     SampleRing& ring = t.ring;
     uint64_t tail = ring.tail.load(std::memory_order_relaxed);
     const uint64_t head = ring.head.load(std::memory_order_acquire);
@@ -362,6 +376,7 @@ void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters) {
     }
     ring.tail.store(tail, std::memory_order_release);
     counters.dropped += ring.dropped.exchange(0, std::memory_order_relaxed);
+    g_draining = was_draining;
 }
 
 }  // namespace etwtrace::py::sampling

@@ -18,6 +18,7 @@ std::atomic<bool> g_active{false};
 int g_signal = 0;
 ClockChoice g_clock = ClockChoice::Cpu;
 bool g_native = true;
+uint64_t g_half_period_ticks = 0;
 __attribute__((tls_model("initial-exec"))) constinit thread_local pid_t t_tid = 0;
 __attribute__((tls_model("initial-exec"))) constinit thread_local bool t_requested = false;
 
@@ -89,12 +90,26 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
     if (t) {
         t->in_handler.store(true, std::memory_order_seq_cst);
         if (slot->thread.load(std::memory_order_seq_cst) == t) {
-            if (info && info->si_code > 0) {
-                t->clock.rearm();  // a perf overflow (POLL_IN/POLL_HUP): the event disarmed itself
+            const uint64_t entered = trace::ticks();
+            // A perf event disarms itself at its overflow and is re-armed here, its period
+            // restarted: otherwise the period counts the time until the overflow's deferred
+            // disable ran (~45 us late on this VM), and at 20 kHz it fired six times per period
+            // of the program's own time. It is re-armed on entry, so a sample's own cost counts
+            // towards the next period as the thread's CPU time does; but when the last sample
+            // cost more than half a period, the program would be left little or no time of its
+            // own (at 20 kHz it ran hundreds of times slower), so it is re-armed once this
+            // sample is taken: the program then gets a full period between two samples. A
+            // timer's signal, which comes regardless, is skipped then (counted as dropped).
+            const bool saturated = t->last_sample_cost > g_half_period_ticks;
+            const bool perf_overflow = info && info->si_code > 0;  // POLL_IN/POLL_HUP
+            if (perf_overflow && !saturated) {
+                t->clock.rearm();
             }
             PyThreadState* tstate = compat::sampler_thread_state();
             SampleRing& ring = t->ring;
-            if (tstate && ring.has_room()) {
+            if (saturated && !perf_overflow && !t_requested) {
+                ring.dropped.fetch_add(1, std::memory_order_relaxed);
+            } else if (tstate && ring.has_room()) {
                 uint64_t frames[2 * etwtrace::sampler::kMaxSampledFrames];
                 bool truncated = false;
                 size_t n = compat::walk_sampled_frames(tstate, frames, etwtrace::sampler::kMaxSampledFrames, truncated);
@@ -136,6 +151,10 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
             } else if (tstate) {
                 ring.dropped.fetch_add(1, std::memory_order_relaxed);
             }
+            if (perf_overflow && saturated) {
+                t->clock.rearm();
+            }
+            t->last_sample_cost = trace::ticks() - entered;
         }
         t->in_handler.store(false, std::memory_order_release);
     }

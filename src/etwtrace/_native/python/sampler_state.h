@@ -30,13 +30,15 @@ struct SampledThread {
     PyThreadState* tstate = nullptr;  // identifies the thread in the interpreter's list
     ThreadClock clock;
     std::atomic<bool> in_handler{false};  // the retiring drain waits for a running handler
+    uint64_t last_sample_cost = 0;  // in ticks, the handler's own (see on_sample_signal)
     trace::ThreadBuffer buffer;
     SampleRing ring;
 };
 
 struct Counters {
     uint64_t samples = 0;            // written to the trace
-    uint64_t dropped = 0;            // ring full (the drain fell behind)
+    uint64_t dropped = 0;            // not taken: ring full (the drain fell behind), or a timer's
+                                     // signal while samples were eating the thread's time
     uint64_t unresolved_frames = 0;  // code object gone between the sample and its resolution
     uint64_t truncated = 0;          // deeper than kMaxSampledFrames
     uint64_t unmerged = 0;           // native and Python stacks did not pair up: Python frames only
@@ -54,6 +56,7 @@ extern std::atomic<bool> g_active;  // read by handlers: sample at all?
 extern int g_signal;                // the real-time signal in use (0 before install_signal)
 extern etwtrace::sampler::ClockChoice g_clock;
 extern bool g_native;               // unwind native stacks too (option "native")
+extern uint64_t g_half_period_ticks; // half the sampling period, in trace ticks
 extern __attribute__((tls_model("initial-exec"))) thread_local pid_t t_tid;    // the thread's cached kernel id (0: not read yet)
 extern __attribute__((tls_model("initial-exec"))) thread_local bool t_requested;  // the signal being raised is _mark_stack's
 

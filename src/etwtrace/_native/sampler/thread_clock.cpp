@@ -78,6 +78,7 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
             if (fcntl(fd, F_SETFL, O_ASYNC) == 0 && fcntl(fd, F_SETSIG, signal) == 0 &&
                 fcntl(fd, F_SETOWN_EX, &owner) == 0 && ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) == 0) {
                 perf_fd = fd;
+                this->period_ns = period_ns;
                 source = format::SampleSource::PerfTaskClock;
                 long page = sysconf(_SC_PAGESIZE);
                 size_t size = static_cast<size_t>(page) * 2;  // metadata page + one data page
@@ -107,6 +108,8 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
 
 void ThreadClock::rearm() const {
     if (perf_fd >= 0) {
+        uint64_t period = period_ns;
+        ioctl(perf_fd, PERF_EVENT_IOC_PERIOD, &period);  // resets what is left of the period
         ioctl(perf_fd, PERF_EVENT_IOC_REFRESH, 1);
     }
 }

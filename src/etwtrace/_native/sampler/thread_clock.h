@@ -29,13 +29,15 @@ struct ThreadClock {
     timer_t timer{};
     bool has_timer = false;
     format::SampleSource source = format::SampleSource::PerfTaskClock;
+    uint64_t period_ns = 0;
 
     // Starts delivering `signal` to thread `tid` (of this process) every `period_ns` of its
     // CPU time (or wall time). Returns 0, or an errno value. `perf_denied` is set when perf
     // events were refused and the timer fallback is used.
     int arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice clock, SourceChoice source_choice,
             bool& perf_denied);
-    // Async-signal-safe: lets the next period's signal come (perf's event disarms itself).
+    // Async-signal-safe: lets the next period's signal come (perf's event disarms itself),
+    // the period counted whole from now.
     void rearm() const;
     // Async-signal-safe: the kernel call chain of the latest perf sample, leaf first (the
     // thread was in the kernel at the overflow: a system call, a page fault), and consumes the
