@@ -405,6 +405,38 @@ def test_freed_code_objects_are_never_misattributed(run_sampled):
                     assert f.source_file == "<string>" and f.line in (1, 2, 3, 4)
 
 
+def test_a_rate_near_the_cost_of_a_sample_does_not_stall_the_program(run_sampled):
+    # At 50 kHz a period (20 us) is shorter than a sample costs here (~50 us with the signal's
+    # delivery): the program must still get a full period of its own between two samples. This
+    # program, 0.1 s untraced, ran over 120 s when samples were counted into the next period
+    # and when the drain a dying exec()'d function runs was itself sampled. The bound is a hang
+    # detector, far from the ~1.5 s it takes now.
+    source = """\
+    import etwtrace
+    def f(x):
+        return x + 1
+    def deep(n):
+        return sum(map(f, range(50))) if n == 0 else deep(n - 1)
+    total = 0
+    with etwtrace.SamplingTracer(rate=50000):
+        for i in range(2000):
+            namespace = {}
+            exec(f"def g{i}(x):\\n    return [f(y) for y in range(x)]\\n", {"f": f}, namespace)
+            total += len(namespace[f"g{i}"](20)) + sum(map(f, range(30))) + deep(i % 40)
+    print(total)
+    """
+    run = run_sampled(source, api=True, timeout=60)
+    assert run.proc.returncode == 0, run.proc.stderr
+    assert run.proc.stdout.strip() == "3520000"
+    from etwtrace._read.trace_file import TraceFile
+
+    # ~70 ms of the program's own CPU time at 20 us a period: thousands of samples. A first
+    # signal that came before the event's fd was recorded could not re-arm it, and the
+    # sampling stopped after one sample (3.11 at 50 kHz, every run).
+    (trace,) = run.traces
+    assert TraceFile(trace).sampler["samples"] >= 500
+
+
 def test_report_renders_a_sampler_trace_in_every_format(run_sampled, tmp_path):
     run = run_sampled(HOT_CHAIN, "--sample-rate", "500")
     assert run.proc.returncode == 0, run.proc.stderr

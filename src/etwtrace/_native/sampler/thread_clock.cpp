@@ -76,10 +76,10 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
         if (fd >= 0) {
             f_owner_ex owner{F_OWNER_TID, tid};
             if (fcntl(fd, F_SETFL, O_ASYNC) == 0 && fcntl(fd, F_SETSIG, signal) == 0 &&
-                fcntl(fd, F_SETOWN_EX, &owner) == 0 && ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) == 0) {
-                perf_fd = fd;
-                this->period_ns = period_ns;
-                source = format::SampleSource::PerfTaskClock;
+                fcntl(fd, F_SETOWN_EX, &owner) == 0) {
+                // Everything the handler uses is in place before the event runs: at a short
+                // period its first signal can come before the next statement, and a handler
+                // that could not re-arm the event (perf_fd not set yet) stopped the sampling.
                 long page = sysconf(_SC_PAGESIZE);
                 size_t size = static_cast<size_t>(page) * 2;  // metadata page + one data page
                 void* ring = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -87,7 +87,18 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
                     perf_ring = ring;
                     perf_ring_size = size;
                 }
-                return 0;
+                perf_fd = fd;
+                this->period_ns = period_ns;
+                source = format::SampleSource::PerfTaskClock;
+                if (ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) == 0) {
+                    return 0;
+                }
+                perf_fd = -1;
+                if (perf_ring) {
+                    munmap(perf_ring, perf_ring_size);
+                    perf_ring = nullptr;
+                    perf_ring_size = 0;
+                }
             }
             int error = errno;
             ::close(fd);
