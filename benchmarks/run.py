@@ -35,7 +35,7 @@ QUICK_WORKLOADS = ["fib", "raytrace", "cext", "threaded", "asyncio"]
 # A sampler that attaches from outside can miss a tiny probe entirely (py-spy --native: "Failed
 # to get process executable name" once the target has exited), so a failed probe is tried
 # again on a workload that lives long enough to attach to.
-PROBE_SCALES = (0.02, 0.3)
+PROBE_SCALES = (0.02, 1.0, 1.0)
 
 
 def log(message):
@@ -206,6 +206,23 @@ def write(prefix, results):
         f.write(render.markdown(results))
 
 
+def merge_tools(into, vr):
+    """A later run's tools join an earlier run's where the earlier had none (not run, skipped or
+    failed); each cell keeps the ratio of its own run (to that run's untraced)."""
+    tools_into = into.setdefault("tools", {})
+    runs_into = into.setdefault("runs", {})
+    for name, info in vr.get("tools", {}).items():
+        had = tools_into.get(name)
+        if had is None or ("skipped" in had and "skipped" not in info):
+            tools_into[name] = info
+    for w, cells in vr.get("runs", {}).items():
+        cells_into = runs_into.setdefault(w, {})
+        for name, cell in cells.items():
+            had = cells_into.get(name)
+            if had is None or ("failed" in had and "failed" not in cell):
+                cells_into[name] = cell
+
+
 def merge(parser, args):
     """One result from several (the CPythons measured by separate runs, e.g. two at a time)."""
     if not args.output:
@@ -229,7 +246,8 @@ def merge(parser, args):
                 # A version measured by several runs: each run's non-empty parts (e.g. a timing
                 # run's rounds and a --callgrind-only run's counts) go into one entry.
                 into = combined["versions"].setdefault(version, {})
-                into.update({key: value for key, value in vr.items() if value})
+                merge_tools(into, vr)
+                into.update({key: value for key, value in vr.items() if value and key not in ("tools", "runs")})
     combined["meta"]["command"] = "; ".join(combined["meta"]["command"])
     combined["meta"]["commit"] = ", ".join(commits)
     combined["versions"] = dict(sorted(combined["versions"].items(), key=lambda kv: tuple(map(int, kv[0].split(".")))))
