@@ -13,7 +13,6 @@ the target process (its instructions are counted), else the reason it is not cou
 Adding a tool is adding one line to TOOLS.
 """
 
-import gzip
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -63,15 +62,10 @@ def scalene(env, out, script):
             script[0], "---", *script[1:]]
 
 
-def capture_samples(out, env=None):
-    """CPU samples in an etwtrace capture (the cpu-clock events of its events file)."""
-    path = os.path.join(out, "capture", "events.jsonl.gz")
-    count = 0
-    with gzip.open(path, "rt") as f:
-        for line in f:
-            if line.startswith('{"e": "cpu-clock'):
-                count += 1
-    return count
+def capture_samples(out, env):
+    """CPU samples in an etwtrace capture: its SampledProfile events, read by read() (the events
+    file's layout is the reader's business: counting its lines broke with its version 2)."""
+    return read_samples(env, [os.path.join(out, "capture")])
 
 
 def pyspy_samples(out, env=None):
@@ -95,11 +89,14 @@ COUNT_SAMPLES = ("import sys, etwtrace; print(sum(1 for path in sys.argv[1:] "
                  "for _ in etwtrace.read(path, names={'SampledProfile'})))")
 
 
-def trace_samples(out, env):
-    """The SampledProfile events of etwtrace's trace files (the sampler mode's), read by read()."""
-    paths = [os.path.join(out, name) for name in sorted(os.listdir(out)) if name.endswith(".etwtrace")]
+def read_samples(env, paths):
     proc = subprocess.run([env.python, "-c", COUNT_SAMPLES, *paths], capture_output=True, text=True, check=True)
     return int(proc.stdout)
+
+
+def trace_samples(out, env):
+    """The SampledProfile events of etwtrace's trace files (the sampler mode's), read by read()."""
+    return read_samples(env, [os.path.join(out, name) for name in sorted(os.listdir(out)) if name.endswith(".etwtrace")])
 
 
 TOOLS = [
