@@ -207,19 +207,21 @@ def write(prefix, results):
 
 
 def merge_tools(into, vr):
-    """A later run's tools join an earlier run's where the earlier had none (not run, skipped or
-    failed); each cell keeps the ratio of its own run (to that run's untraced)."""
+    """A later run's tools replace an earlier run's (a run of a few tools, made to complete or
+    redo them), except where the later skipped one; each cell keeps the ratio of its own run
+    (to that run's untraced), and the earlier run's untraced stays."""
     tools_into = into.setdefault("tools", {})
     runs_into = into.setdefault("runs", {})
+    measured = set()
     for name, info in vr.get("tools", {}).items():
-        had = tools_into.get(name)
-        if had is None or ("skipped" in had and "skipped" not in info):
-            tools_into[name] = info
+        if name == "untraced" or ("skipped" in info and name in tools_into):
+            continue
+        tools_into[name] = info
+        measured.add(name)
     for w, cells in vr.get("runs", {}).items():
         cells_into = runs_into.setdefault(w, {})
         for name, cell in cells.items():
-            had = cells_into.get(name)
-            if had is None or ("failed" in had and "failed" not in cell):
+            if name in measured or name not in cells_into:
                 cells_into[name] = cell
 
 
