@@ -87,6 +87,11 @@ def test_zlib_compress_under_its_python_callers(run_sampled):
             in_zlib.append(chain(e))
     assert len(in_zlib) >= 0.5 * len(samples), (len(in_zlib), len(samples))
     assert all(c[:3] == [("compress", 4), ("caller", 9), ("<module>", 11)] for c in in_zlib), in_zlib[:3]
+    # Between libz and the Python caller: the zlib module's own C function, which is static
+    # (no dynamic symbol, so dladdr cannot name it) and is named from the module's .symtab.
+    zlib_module = [f for e in samples for f in e.stack if not f.is_python and "zlib" in os.path.basename(f.module or "")]
+    assert zlib_module and all(f.name for f in zlib_module), sorted({(f.name, f.module) for f in zlib_module})[:5]
+    assert {"zlib_compress", "zlib_compress_impl"} & {f.name for f in zlib_module}, {f.name for f in zlib_module}
     from etwtrace._read import TraceFile
 
     (trace,) = run.traces

@@ -28,6 +28,7 @@
 
 #include "python/function_registry.h"
 #include "python/sampler_state.h"
+#include "sampler/elf_symbols.h"
 
 namespace etwtrace::py::sampling {
 
@@ -172,6 +173,16 @@ NativeFrame native_frame(uint64_t pc, bool leaf) {
         if (info.dli_sname && info.dli_saddr) {
             name = info.dli_sname;
             start = reinterpret_cast<uint64_t>(info.dli_saddr);
+        } else {
+            // Not a dynamic symbol: a static function, named by the file's .symtab where it
+            // has one. (The main program's dli_fname is its argv[0], maybe relative.)
+            const std::string file = module.empty() || module[0] != '/' ? "/proc/self/exe" : module;
+            const auto& symbols =
+                etwtrace::sampler::elf_symbols_of(file, reinterpret_cast<uint64_t>(info.dli_fbase));
+            if (const auto* function = symbols.find(address)) {
+                name = function->name;
+                start = function->start + symbols.bias();
+            }
         }
     }
     auto [sym, added] = g_symbol_ids->try_emplace(start, static_cast<uint32_t>(g_symbols->size()));
