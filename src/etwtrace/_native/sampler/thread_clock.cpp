@@ -93,12 +93,14 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
                 if (ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) == 0) {
                     return 0;
                 }
+                const int refresh_error = errno;
                 perf_fd = -1;
                 if (perf_ring) {
                     munmap(perf_ring, perf_ring_size);
                     perf_ring = nullptr;
                     perf_ring_size = 0;
                 }
+                errno = refresh_error;
             }
             int error = errno;
             ::close(fd);
