@@ -16,7 +16,7 @@ def calls(n):
 
 
 def size(scale):
-    # fib(27) is ~0.1 s on 3.11; each +1 of n costs ~1.6 times as much.
+    # fib(27) is ~0.02 s on 3.11-3.13 on a quiet machine; each +1 of n costs ~1.6 times as much.
     return max(5, 27 + round(math.log(scale) / math.log(1.618)))
 
 
