@@ -33,6 +33,7 @@
 #include "python/process_hooks.h"
 #include "python/sampler_state.h"
 #include "python/tracer_mode.h"
+#include "sampler/kernel_symbols.h"
 #include "sampler/native_unwind.h"
 #include "trace/clock.h"
 
@@ -59,6 +60,7 @@ TraceWriter* g_writer = nullptr;
 std::vector<SampledThread*> g_threads;
 Counters g_counters;
 uint64_t g_threads_seen = 0;
+bool g_kernel_chains = false;  // some thread's samples carry kernel frames (set under the GIL)
 
 
 // ---- threads -----------------------------------------------------------------------------------
@@ -101,6 +103,7 @@ void register_thread(PyThreadState* tstate, pid_t tid) {
         return;
     }
     g_source = t->clock.source;
+    g_kernel_chains = g_kernel_chains || t->clock.kernel_chains;
     ++g_threads_seen;
     g_threads.push_back(t);
 }
@@ -209,6 +212,9 @@ std::thread* g_drain = nullptr;
 bool g_drain_stop = false;
 
 void drain_loop() {
+    if (g_kernel_chains && g_native) {  // kernel frames are kept only above a native stack
+        etwtrace::sampler::load_kernel_symbols();  // before the GIL: see kernel_symbols.h
+    }
     PyGILState_STATE gil = PyGILState_Ensure();
     g_drain_tstate = PyThreadState_Get();
     PyThreadState* own = PyEval_SaveThread();

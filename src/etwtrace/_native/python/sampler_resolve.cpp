@@ -29,6 +29,7 @@
 #include "python/function_registry.h"
 #include "python/sampler_state.h"
 #include "sampler/elf_symbols.h"
+#include "sampler/kernel_symbols.h"
 
 namespace etwtrace::py::sampling {
 
@@ -118,33 +119,6 @@ struct SymbolInfo {
 
 constexpr uint64_t kKernelStart = 0xffff800000000000ull;
 
-// /proc/kallsyms, sorted, read once at the first kernel frame (addresses are 0 where
-// kptr_restrict hides them: the frames then keep their addresses).
-std::vector<std::pair<uint64_t, std::string>>* g_kallsyms = nullptr;
-
-const std::pair<uint64_t, std::string>* kernel_symbol(uint64_t address) {
-    if (!g_kallsyms) {
-        g_kallsyms = new std::vector<std::pair<uint64_t, std::string>>();
-        if (FILE* f = std::fopen("/proc/kallsyms", "r")) {
-            char line[512];
-            while (std::fgets(line, sizeof line, f)) {
-                unsigned long long at = 0;
-                char type = 0;
-                char name[256];
-                if (std::sscanf(line, "%llx %c %255s", &at, &type, name) == 3 && at &&
-                    (type == 't' || type == 'T' || type == 'w' || type == 'W')) {
-                    g_kallsyms->emplace_back(static_cast<uint64_t>(at), name);
-                }
-            }
-            std::fclose(f);
-        }
-        std::sort(g_kallsyms->begin(), g_kallsyms->end());
-    }
-    auto it = std::upper_bound(g_kallsyms->begin(), g_kallsyms->end(), address,
-                               [](uint64_t a, const std::pair<uint64_t, std::string>& s) { return a < s.first; });
-    return it == g_kallsyms->begin() ? nullptr : &*std::prev(it);
-}
-
 auto* g_native_frames = new std::unordered_map<uint64_t, NativeFrame>();  // lookup address -> frame
 auto* g_symbol_ids = new std::unordered_map<uint64_t, uint32_t>();         // symbol start -> id
 auto* g_symbols = new std::vector<SymbolInfo>();                           // by id
@@ -164,9 +138,10 @@ NativeFrame native_frame(uint64_t pc, bool leaf) {
     if (kernel) {
         address = pc;  // the perf record's addresses are the instructions themselves
         module = "[kernel.kallsyms]";
-        if (const auto* symbol = kernel_symbol(address)) {
-            start = symbol->first;
-            name = symbol->second;
+        etwtrace::sampler::KernelSymbol symbol{};
+        if (etwtrace::sampler::kernel_symbol(address, symbol)) {
+            start = symbol.start;
+            name = symbol.name;
         }
     } else if (dladdr(reinterpret_cast<void*>(address), &info) != 0) {
         module = info.dli_fname ? info.dli_fname : "";

@@ -69,8 +69,10 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
         return arm_timer(*this, tid, signal, period_ns, CLOCK_MONOTONIC);
     }
     if (source_choice != SourceChoice::Timer) {
+        bool user_only = false;
         int fd = open_task_clock(tid, period_ns, false);
         if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+            user_only = true;
             fd = open_task_clock(tid, period_ns, true);  // perf_event_paranoid 2: user space only
         }
         if (fd >= 0) {
@@ -89,6 +91,7 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
                 }
                 perf_fd = fd;
                 this->period_ns = period_ns;
+                kernel_chains = perf_ring != nullptr && !user_only;
                 source = format::SampleSource::PerfTaskClock;
                 if (ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) == 0) {
                     return 0;

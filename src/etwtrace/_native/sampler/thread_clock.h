@@ -30,6 +30,7 @@ struct ThreadClock {
     bool has_timer = false;
     format::SampleSource source = format::SampleSource::PerfTaskClock;
     uint64_t period_ns = 0;
+    bool kernel_chains = false;  // the perf event records the kernel's call chain
 
     // Starts delivering `signal` to thread `tid` (of this process) every `period_ns` of its
     // CPU time (or wall time). Returns 0, or an errno value. `perf_denied` is set when perf
