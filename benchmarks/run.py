@@ -249,7 +249,9 @@ def merge(parser, args):
                 # run's rounds and a --callgrind-only run's counts) go into one entry.
                 into = combined["versions"].setdefault(version, {})
                 merge_tools(into, vr)
-                into.update({key: value for key, value in vr.items() if value and key not in ("tools", "runs")})
+                into.setdefault("callgrind", {}).update(vr.get("callgrind", {}))
+                into.update({key: value for key, value in vr.items()
+                             if value and key not in ("tools", "runs", "callgrind")})
     combined["meta"]["command"] = "; ".join(combined["meta"]["command"])
     combined["meta"]["commit"] = ", ".join(commits)
     combined["versions"] = dict(sorted(combined["versions"].items(), key=lambda kv: tuple(map(int, kv[0].split(".")))))

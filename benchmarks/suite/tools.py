@@ -21,6 +21,8 @@ from typing import Callable, Optional, Tuple
 OUTSIDE = "samples from another process: it adds no instructions to the target's"
 TIMER = ("samples on a wall-clock timer: under valgrind's ~50x slowed execution it takes ~50x the samples per "
          "call, so the count is no per-call figure")
+CPU_TIMER = ("samples every millisecond of the target's CPU time, which valgrind's ~50x slowed execution "
+             "stretches: ~50x the samples per call, so the count is no per-call figure")
 
 
 @dataclass
@@ -110,7 +112,7 @@ TOOLS = [
          callgrind="perf records the program as its child; the per-call cost is the stack mode's"),
     Tool("etwtrace sampler", "etwtrace",
          prefix("{py}", "-m", "etwtrace", "--sampler", "--sample-rate", "1000", "--quiet", "--"),
-         rate=1000, clock="cpu", samples=trace_samples),
+         rate=1000, clock="cpu", samples=trace_samples, callgrind=CPU_TIMER),
     Tool("-X perf", "CPython", prefix("{py}", "-X", "perf"), since=(3, 12)),
     Tool("-X perf_jit", "CPython", prefix("{py}", "-X", "perf_jit"), since=(3, 13)),
     Tool("cProfile", "tracer", prefix("{py}", "-m", "cProfile", "-o", "{out}/cprofile.pstats")),
