@@ -207,22 +207,22 @@ def write(prefix, results):
 
 
 def merge_tools(into, vr):
-    """A later run's tools replace an earlier run's (a run of a few tools, made to complete or
-    redo them), except where the later skipped one; each cell keeps the ratio of its own run
-    (to that run's untraced), and the earlier run's untraced stays."""
+    """A later run's measured cells replace an earlier run's (a run of a few tools, made to
+    complete or redo them); each keeps the ratio of its own run (to that run's untraced), and
+    the earlier run's untraced stays. A later run that skipped a tool or did not run it (a
+    --callgrind-only run has no rounds) changes nothing of it."""
     tools_into = into.setdefault("tools", {})
     runs_into = into.setdefault("runs", {})
-    measured = set()
     for name, info in vr.get("tools", {}).items():
-        if name == "untraced" or ("skipped" in info and name in tools_into):
-            continue
-        tools_into[name] = info
-        measured.add(name)
+        if name not in tools_into or ("skipped" in tools_into[name] and "skipped" not in info):
+            tools_into[name] = info
     for w, cells in vr.get("runs", {}).items():
         cells_into = runs_into.setdefault(w, {})
         for name, cell in cells.items():
-            if name in measured or name not in cells_into:
+            if name not in cells_into or (name != "untraced" and "failed" not in cell):
                 cells_into[name] = cell
+                if "skipped" in tools_into.get(name, {}):
+                    tools_into[name] = vr["tools"][name]
 
 
 def merge(parser, args):
