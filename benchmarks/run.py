@@ -221,7 +221,7 @@ def merge_tools(into, vr):
         for name, cell in cells.items():
             if name not in cells_into or (name != "untraced" and "failed" not in cell):
                 cells_into[name] = cell
-                if "skipped" in tools_into.get(name, {}):
+                if "skipped" in tools_into.get(name, {}) and name in vr.get("tools", {}):
                     tools_into[name] = vr["tools"][name]
 
 
