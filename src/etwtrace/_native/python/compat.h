@@ -521,11 +521,7 @@ inline bool sampled_read_self(const void* address, void* out, size_t size) {
     return syscall(SYS_process_vm_readv, getpid(), &local, 1ul, &remote, 1ul, 0ul) == static_cast<long>(size);
 }
 
-// Frames lie end to end in a data stack chunk, co_framesize words each, from its first word (the
-// root chunk's is reserved): a stale pointer below the live top may point into the middle of a
-// live frame (its value stack), so it is a frame only where one starts. The frames stepped over
-// lie below it, complete (only the topmost can be half pushed, and a real current frame is never
-// above that one).
+// The words a frame of `code` takes in the data stack.
 inline int sampled_frame_words(const PyCodeObject* code) {
 #if PY_VERSION_HEX >= 0x030C0000
     return code->co_framesize;
@@ -536,6 +532,10 @@ inline int sampled_frame_words(const PyCodeObject* code) {
 #endif
 }
 
+// Frames lie end to end in a data stack chunk from its first word (the root chunk's is
+// reserved): a stale pointer below the live top may point into the middle of a live frame (its
+// value stack), so it is a frame only where one starts. The frames stepped over lie below it,
+// complete (only the topmost can be half pushed, and a real current frame is never above it).
 inline bool sampled_frame_starts_at(const _PyStackChunk* chunk, uintptr_t at) {
     auto start = reinterpret_cast<uintptr_t>(&chunk->data[chunk->previous ? 0 : 1]);
     while (start < at) {

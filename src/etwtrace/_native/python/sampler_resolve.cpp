@@ -48,12 +48,12 @@ void code_dealloc(PyObject* code) {
     if (g_logging_deaths && g_drain_before_death && !g_draining) {
         // Resolve what is buffered while this code object is still alive: samples taken just
         // before a function's code is freed (a module's body at exit, exec'd code) keep their
-        // names. Not reentrant: a code object freed during the drain is only logged.
+        // names. Not reentrant: a code object freed during a drain is only logged.
         // The code object is resurrected for the drain (as slot_tp_finalize does): a lookup
         // that takes and drops a reference to it must not free it a second time.
-        // The drain runs on the program's thread: its own signal stays blocked meanwhile, or
-        // the drain's time would be sampled and those samples drained at the next death, a
-        // loop that at high rates made a program calling exec() in a loop run hundreds of times slower.
+        // The drain runs on the program's thread: the sampler's signal stays blocked meanwhile,
+        // or the drain's time would be sampled and those samples drained at the next death (at
+        // high rates a program calling exec() in a loop ran hundreds of times slower).
         sigset_t sampler_signal, saved_mask;
         sigemptyset(&sampler_signal);
         sigaddset(&sampler_signal, g_signal);
