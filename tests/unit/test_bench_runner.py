@@ -59,3 +59,29 @@ def test_user_mistakes_are_one_line(tmp_path):
         proc = subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2
         assert text in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_merge_takes_only_measured_cells_from_a_later_run():
+    # A run of a few tools completes or redoes those tools' cells; a --callgrind-only run (no
+    # rounds: every cell "no run") adds its counts and changes no timing.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    run = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec.loader.exec_module(run)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    timing = {"tools": {"untraced": {}, "A": {}, "B": {"skipped": "could not attach"}},
+              "runs": {"fib": {"untraced": {"median_s": 1.0}, "A": {"ratio": 2.0}, "B": {"failed": "skipped"}}}}
+    supplement = {"tools": {"untraced": {}, "B": {}},
+                  "runs": {"fib": {"untraced": {"median_s": 1.1}, "B": {"ratio": 1.5}}}}
+    counts_only = {"tools": {"untraced": {}, "A": {}, "B": {}},
+                   "runs": {"fib": {"untraced": {"failed": "no run"}, "A": {"failed": "no run"},
+                                    "B": {"failed": "no run"}}}}
+    into = json.loads(json.dumps(timing))
+    run.merge_tools(into, supplement)
+    run.merge_tools(into, counts_only)
+    assert into["runs"]["fib"] == {"untraced": {"median_s": 1.0}, "A": {"ratio": 2.0}, "B": {"ratio": 1.5}}
+    assert into["tools"]["B"] == {}
