@@ -413,7 +413,7 @@ def test_freed_code_objects_are_never_misattributed(run_sampled):
 def test_a_rate_near_the_cost_of_a_sample_does_not_stall_the_program(run_sampled):
     # At 50 kHz a period (20 us) is shorter than a sample costs here (~50 us with the signal's
     # delivery): the program must still get a full period of its own between two samples. This
-    # program, 0.1 s untraced, ran over 120 s when samples were counted into the next period
+    # program, 0.1-0.15 s untraced, ran over 120 s when samples were counted into the next period
     # and when the drain a dying exec()'d function runs was itself sampled. The bound is a hang
     # detector, far from the ~1.5 s it takes now.
     source = """\
