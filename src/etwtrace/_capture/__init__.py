@@ -7,7 +7,21 @@
     child.py       the traced child's side: its command line and set-up
 """
 
-from .child import child_setup, in_capture
-from .supervisor import run
+# Imported by every launch: the supervisor (configparser, shlex, subprocess) and the child's
+# set-up load only when a capture runs, so that a plain run's program does not get their
+# modules in sys.modules and their objects in its garbage collector's generations.
+from .child import in_capture
 
 __all__ = ["run", "child_setup", "in_capture"]
+
+
+def run(*args, **kwargs):
+    from .supervisor import run as run_capture
+
+    return run_capture(*args, **kwargs)
+
+
+def child_setup():
+    from .child import child_setup as set_up_child
+
+    set_up_child()

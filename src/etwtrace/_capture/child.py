@@ -1,11 +1,7 @@
 """The traced child's side of a capture: what the supervisor hands it, and its set-up."""
 
 import os
-import subprocess
 import sys
-
-from .. import _bundle
-from .._argv import original_argv, split_interpreter_options
 
 # Set for the traced child by the supervisor.
 ENV_CAPTURE = "ETWTRACE_CAPTURE_DIR"  # the capture being written (child: where its files go)
@@ -23,6 +19,10 @@ def in_capture():
 
 def child_setup():
     """Called by the launcher in the traced child: restore stderr, note that the target starts."""
+    import subprocess
+
+    from .. import _bundle
+
     capture = os.environ.pop(ENV_CAPTURE, None)
     fd = os.environ.pop(ENV_STDERR_FD, None)
     pgid = os.environ.pop(ENV_PGID, None)
@@ -59,6 +59,10 @@ def interpreter_flags():
     Taken from the command line itself up to `-m etwtrace` or the console script, so every
     option passes, -X perf_jit included.
     """
+    import subprocess
+
+    from .._argv import original_argv, split_interpreter_options
+
     argv = original_argv()
     if not argv:
         return list(subprocess._args_from_interpreter_flags())

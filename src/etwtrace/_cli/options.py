@@ -5,9 +5,6 @@ Options are Linux-style (`--long`, case-sensitive). Everything after `--` is the
 and reported once, with the program then not run.
 """
 
-from dataclasses import dataclass, field
-from typing import List, Optional
-
 from .._errors import UsageError
 
 HELP_TEXT = """\
@@ -122,19 +119,22 @@ VALUE_EXAMPLES = {
 MODE_OPTIONS = {"stack": "--stack", "instrumented": "--instrument", "sampler": "--sampler"}
 
 
-@dataclass
 class Command:
-    mode: Optional[str] = None  # "stack", "instrumented" or "sampler"; None: not given (stack)
-    sample_rate: Optional[str] = None  # --sample-rate (sampler)
-    wall_clock: bool = False  # --wall-clock (sampler)
-    quiet: bool = False  # do not say which files the tracer writes
-    keep_perf_data: bool = False  # a capture also keeps perf.data and its binaries
-    capture_path: Optional[str] = None
-    profile_name: Optional[str] = None
-    profile_file: Optional[str] = None
-    actions: List[tuple] = field(default_factory=list)  # (action, args) in the order given
-    target: Optional[List[str]] = None  # what follows "--"
-    unused: List[str] = field(default_factory=list)
+    """What the command line asks for. A plain class: dataclasses and typing would add ~25 ms
+    and dozens of modules to every launch, objects the traced program's collector then walks."""
+
+    def __init__(self):
+        self.mode = None  # "stack", "instrumented" or "sampler"; None: not given (stack)
+        self.sample_rate = None  # --sample-rate (sampler)
+        self.wall_clock = False  # --wall-clock (sampler)
+        self.quiet = False  # do not say which files the tracer writes
+        self.keep_perf_data = False  # a capture also keeps perf.data and its binaries
+        self.capture_path = None
+        self.profile_name = None
+        self.profile_file = None
+        self.actions = []  # (action, args) in the order given
+        self.target = None  # what follows "--"
+        self.unused = []
 
     @property
     def sampler_options(self):

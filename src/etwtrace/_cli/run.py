@@ -64,12 +64,15 @@ def _script_main(script):
 
 
 def _is_zip(path):
-    import zipfile
+    # As python itself decides: by zipimport (imported at start-up), not zipfile, whose
+    # imports (pathlib, shutil, bz2, lzma...) every launch would otherwise carry.
+    import zipimport
 
     try:
-        return zipfile.is_zipfile(path)
-    except OSError:
+        zipimport.zipimporter(path)
+    except (zipimport.ZipImportError, OSError):
         return False
+    return True
 
 
 def _string_main(code):
