@@ -306,7 +306,22 @@ void set_hidden_eval_calls(PyThreadState* tstate, size_t calls) {
     g_hidden_tstate.store(tstate, std::memory_order_release);
 }
 
-void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters) {
+namespace {
+bool g_kernel_symbols_requested = false;
+
+bool has_kernel_frames(SampleRing& ring, uint64_t at, size_t count) {
+    for (size_t j = 0; j < count; ++j) {
+        if (ring.at(at + j) >= kKernelStart) {
+            return true;
+        }
+    }
+    return false;
+}
+}  // namespace
+
+bool kernel_symbols_requested() { return g_kernel_symbols_requested; }
+
+void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool may_defer) {
     using etwtrace::sampler::kEntryFrame;
     using etwtrace::sampler::kHeaderWords;
     // A code object freed while this drain runs (a reference dropped by a lookup, a collection
@@ -327,6 +342,10 @@ void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters) {
         const uint64_t deaths_then = ring.at(tail + 2);
         const uint64_t python_at = tail + kHeaderWords;
         const uint64_t native_at = python_at + 2 * frames;
+        if (may_defer && !etwtrace::sampler::kernel_symbols_loaded() && has_kernel_frames(ring, native_at, native_count)) {
+            g_kernel_symbols_requested = true;
+            break;  // this sample and those after it wait in the ring for the kernel's names
+        }
         auto word = [&](size_t i) { return ring.at(python_at + 2 * i); };
         auto instr = [&](size_t i) { return ring.at(python_at + 2 * i + 1); };
 

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "python/sampler_state.h"
@@ -68,6 +69,21 @@ void clear_slots() {
     for (Slot& s : g_slots) {
         s.thread.store(nullptr, std::memory_order_relaxed);
         s.tid.store(0, std::memory_order_relaxed);
+        s.words_since_drain.store(0, std::memory_order_relaxed);
+    }
+}
+
+uint32_t fullest_slot_words() {
+    uint32_t most = 0;
+    for (const Slot& s : g_slots) {
+        most = std::max(most, s.words_since_drain.load(std::memory_order_relaxed));
+    }
+    return most;
+}
+
+void reset_slot_words() {
+    for (Slot& s : g_slots) {
+        s.words_since_drain.store(0, std::memory_order_relaxed);
     }
 }
 
@@ -148,6 +164,7 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
                     ring.at(at++) = native[i];
                 }
                 ring.head.store(at, std::memory_order_release);
+                slot->words_since_drain.fetch_add(static_cast<uint32_t>(at - h), std::memory_order_relaxed);
             } else if (tstate) {
                 ring.dropped.fetch_add(1, std::memory_order_relaxed);
             }

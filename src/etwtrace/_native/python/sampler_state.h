@@ -49,6 +49,9 @@ struct Counters {
 struct Slot {
     std::atomic<pid_t> tid{0};
     std::atomic<SampledThread*> thread{nullptr};
+    // Ring words the handler wrote since the last drain: the drain thread reads these without
+    // the GIL, to drain early only when some ring is filling.
+    std::atomic<uint32_t> words_since_drain{0};
 };
 inline constexpr size_t kSlots = 4096;  // live sampled threads at most
 
@@ -63,6 +66,8 @@ extern __attribute__((tls_model("initial-exec"))) thread_local bool t_requested;
 Slot* find_slot(pid_t tid);                           // async-signal-safe
 Slot* insert_slot(pid_t tid, SampledThread* thread);  // drain side
 void clear_slots();                                   // fork() child
+uint32_t fullest_slot_words();                        // any thread, no GIL
+void reset_slot_words();                              // before a complete drain
 // Installs the handler on `requested`, or on the first free real-time signal from SIGRTMIN+4
 // (requested == 0). False with OSError set when there is none.
 bool install_signal(int requested);
@@ -85,8 +90,11 @@ void resolver_reset();               // a new trace file: no definitions or node
 void resolver_stop();                // disable(): stop logging deaths
 void resolver_clear_deaths();        // after a complete drain: older deaths cannot matter
 // Consumes `t`'s ring into its buffer (definitions, nodes, samples); `extra_flags` are added
-// to every sample's flags.
-void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters);
+// to every sample's flags. With `may_defer`, it stops at the first sample with kernel frames
+// while the kernel's symbols are not loaded (loading them under the GIL would stall the
+// program) and asks for them: kernel_symbols_requested().
+void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool may_defer = false);
+bool kernel_symbols_requested();  // a deferring drain met kernel frames
 
 // The launcher runs the target with its own Python frames set aside (main_context.cpp), but
 // their eval-loop calls stay on the C stack: `calls` of them under `tstate`'s frames, which

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -21,6 +22,7 @@ struct Table {
 
 Table* g_table = nullptr;
 std::once_flag g_loaded;
+std::atomic<bool> g_ready{false};
 
 int hex_digit(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -72,11 +74,14 @@ void load() {
     }
     std::sort(table->entries.begin(), table->entries.end());
     g_table = table;
+    g_ready.store(true, std::memory_order_release);
 }
 
 }  // namespace
 
 void load_kernel_symbols() { std::call_once(g_loaded, load); }
+
+bool kernel_symbols_loaded() { return g_ready.load(std::memory_order_acquire); }
 
 bool kernel_symbol(uint64_t address, KernelSymbol& out) {
     load_kernel_symbols();

@@ -2,7 +2,8 @@
 //
 // Reading /proc/kallsyms takes ~80 ms here (120,000 lines, most of it the kernel writing
 // them): done in the resolver under the GIL it stalled the program that long at its first
-// kernel frame, so the drain thread loads the table before it first takes the GIL.
+// kernel frame, so a thread of the drain's loads the table while the drain keeps finding new
+// threads, and rings are resolved once it is loaded.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,8 @@ namespace etwtrace::sampler {
 // Loads the table, once per process; safe from any thread, without the GIL. A second caller
 // waits for the first one's load.
 void load_kernel_symbols();
+// The table is loaded (without waiting for a load under way).
+bool kernel_symbols_loaded();
 
 struct KernelSymbol {
     uint64_t start;
