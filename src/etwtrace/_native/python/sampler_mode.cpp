@@ -171,13 +171,16 @@ bool scan_threads() {
 
 void drain_all(bool flush, bool may_defer = false) {
     reset_slot_words();
+    bool complete = true;
     for (SampledThread* t : g_threads) {
-        drain_ring(*t, 0, g_counters, may_defer);
+        complete = drain_ring(*t, 0, g_counters, may_defer) && complete;
         if (flush) {
             t->buffer.flush();
         }
     }
-    resolver_clear_deaths();
+    if (complete) {
+        resolver_clear_deaths();  // no sample taken before them is left to resolve
+    }
 }
 
 // A code object is about to be freed: resolve every thread's samples while it is alive.

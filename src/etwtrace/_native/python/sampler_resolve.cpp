@@ -321,7 +321,7 @@ bool has_kernel_frames(SampleRing& ring, uint64_t at, size_t count) {
 
 bool kernel_symbols_requested() { return g_kernel_symbols_requested; }
 
-void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool may_defer) {
+bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool may_defer) {
     using etwtrace::sampler::kEntryFrame;
     using etwtrace::sampler::kHeaderWords;
     // A code object freed while this drain runs (a reference dropped by a lookup, a collection
@@ -418,6 +418,7 @@ void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool 
     ring.tail.store(tail, std::memory_order_release);
     counters.dropped += ring.dropped.exchange(0, std::memory_order_relaxed);
     g_draining = was_draining;
+    return tail == head;
 }
 
 }  // namespace etwtrace::py::sampling

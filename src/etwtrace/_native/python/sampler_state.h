@@ -92,8 +92,9 @@ void resolver_clear_deaths();        // after a complete drain: older deaths can
 // Consumes `t`'s ring into its buffer (definitions, nodes, samples); `extra_flags` are added
 // to every sample's flags. With `may_defer`, it stops at the first sample with kernel frames
 // while the kernel's symbols are not loaded (loading them under the GIL would stall the
-// program) and asks for them: kernel_symbols_requested().
-void drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool may_defer = false);
+// program) and asks for them: kernel_symbols_requested(). True when the ring was consumed to
+// the head it saw; after a drain that left samples behind, the death log must be kept.
+bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool may_defer = false);
 bool kernel_symbols_requested();  // a deferring drain met kernel frames
 
 // The launcher runs the target with its own Python frames set aside (main_context.cpp), but
