@@ -205,6 +205,36 @@ def test_a_thread_started_by_threading_is_sampled_from_its_start(run_sampled):
     assert sum(per_thread.values()) >= 5 * 25, per_thread
 
 
+RAW_THREAD = """\
+import _thread, threading, time, etwtrace
+
+def busy(seconds):
+    t = time.thread_time()
+    while time.thread_time() - t < seconds:
+        pass
+
+def raw():
+    busy(0.4)
+    done.set()
+
+done = threading.Event()
+with etwtrace.SamplingTracer(rate=1000):
+    _thread.start_new_thread(raw, ())
+    done.wait()
+    time.sleep(0.05)
+"""
+
+
+def test_a_thread_started_without_threading_is_found_within_a_rescan(run_sampled):
+    # No start hook sees it: the drain thread notices the thread list's new head within its
+    # 50 ms wake-up. 0.4 s of CPU time at 1 kHz is 400 samples; a thread found only at the
+    # drain's first full round (after /proc/kallsyms was read, ~100 ms) got about 290.
+    run = run_sampled(RAW_THREAD, api=True)
+    assert run.proc.returncode == 0, run.proc.stderr
+    samples = sum(1 for e in run.events() if (c := chain(e)) and c[0][0] == "busy" and c[1][0] == "raw")
+    assert samples >= 320, samples
+
+
 def test_fork_child_samples_itself_into_its_own_file(run_sampled):
     source = """\
     import os, time

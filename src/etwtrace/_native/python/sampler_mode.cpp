@@ -26,6 +26,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "platform/linux.h"
@@ -131,20 +132,24 @@ void retire(SampledThread* t) {
 PyThreadState* g_drain_tstate = nullptr;
 
 // Under the GIL: sample every thread in the interpreter's list, and only those. False when a
-// thread in the list has not started running yet (no kernel id): it is looked for again soon.
+// thread in the list has not started running yet: it is looked for again soon.
 bool scan_threads() {
     bool all_started = true;
     PyThreadState* self = PyThreadState_Get();
-    std::vector<bool> seen(g_threads.size(), false);
+    std::vector<std::pair<PyThreadState*, pid_t>> listed;
     for (PyThreadState* ts = PyInterpreterState_ThreadHead(self->interp); ts; ts = PyThreadState_Next(ts)) {
         if (ts == g_drain_tstate) {
             continue;
         }
         pid_t tid = static_cast<pid_t>(compat::thread_native_id(ts));
         if (tid <= 0) {
-            all_started = false;
-            continue;  // not started yet
+            all_started = false;  // no kernel id yet (3.11+)
+            continue;
         }
+        listed.emplace_back(ts, tid);
+    }
+    std::vector<bool> seen(g_threads.size(), false);
+    for (const auto& [ts, tid] : listed) {
         bool known = false;
         for (size_t i = 0; i < g_threads.size(); ++i) {
             if (g_threads[i]->tstate == ts && g_threads[i]->tid == tid) {
@@ -152,10 +157,20 @@ bool scan_threads() {
                 break;
             }
         }
-        if (!known) {
-            register_thread(ts, tid);
-            seen.push_back(true);
+        if (known) {
+            continue;
         }
+        // 3.9/3.10 give a thread state made for a new thread its creator's thread id until the
+        // thread runs: a kernel id another listed state also has is not this state's yet.
+        const auto same_tid = std::count_if(listed.begin(), listed.end(), [tid = tid](const auto& other) {
+            return other.second == tid;
+        });
+        if (same_tid > 1) {
+            all_started = false;
+            continue;
+        }
+        register_thread(ts, tid);
+        seen.push_back(true);
     }
     size_t kept = 0;
     for (size_t i = 0; i < g_threads.size(); ++i) {
