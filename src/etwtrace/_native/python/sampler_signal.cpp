@@ -110,7 +110,9 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
             // A perf event disarms itself at its overflow and is re-armed here, its period
             // restarted: otherwise the period counts the time until the overflow's deferred
             // disable ran (~45 us late on this VM), and at 20 kHz it fired six times per period
-            // of the program's own time. It is re-armed on entry, so a sample's own cost counts
+            // of the program's own time. The restarted period is shortened by that delay when
+            // it is small against a period (rearm()): the delay is the thread's CPU time too.
+            // It is re-armed on entry, so a sample's own cost counts
             // towards the next period as the thread's CPU time does; but when the last sample
             // cost more than half a period, the program would be left little or no time of its
             // own (at 20 kHz it ran hundreds of times slower), so it is re-armed once this
@@ -118,8 +120,14 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
             // timer's signal, which comes regardless, is skipped then (counted as dropped).
             const bool saturated = t->last_sample_cost > g_half_period_ticks;
             const bool perf_overflow = info && info->si_code > 0;  // POLL_IN/POLL_HUP
+            // The perf record of this overflow: when it was, and the kernel's call chain then.
+            uint64_t kernel[etwtrace::sampler::kMaxKernelFrames];
+            etwtrace::sampler::ThreadClock::Overflow overflow;
+            if (perf_overflow) {
+                overflow = t->clock.read_overflow(kernel, etwtrace::sampler::kMaxKernelFrames);
+            }
             if (perf_overflow && !saturated) {
-                t->clock.rearm();
+                t->clock.rearm(overflow.time_ns);
             }
             PyThreadState* tstate = compat::sampler_thread_state();
             SampleRing& ring = t->ring;
@@ -139,9 +147,7 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
                     native_count = 0;  // its root frames are cut: a merge would be guesswork
                 }
                 // A perf overflow in the kernel: its call chain goes leafward of the user stack.
-                uint64_t kernel[etwtrace::sampler::kMaxKernelFrames];
-                size_t kernel_count =
-                    info && info->si_code > 0 ? t->clock.kernel_chain(kernel, etwtrace::sampler::kMaxKernelFrames) : 0;
+                size_t kernel_count = overflow.kernel_frames;
                 if (native_count == 0) {
                     kernel_count = 0;
                 }
