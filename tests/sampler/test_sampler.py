@@ -235,6 +235,33 @@ def test_a_thread_started_without_threading_is_found_within_a_rescan(run_sampled
     assert samples >= 320, samples
 
 
+DLOPEN_LOOP = """\
+import ctypes, ctypes.util, _ctypes, time
+
+paths = [p for p in map(ctypes.util.find_library, ("bz2", "lzma", "expat", "uuid")) if p]
+assert len(paths) >= 2, paths  # Debian: libbz2, liblzma, libexpat, libuuid
+start, pairs = time.monotonic(), 0
+while time.monotonic() - start < 2.0:
+    for path in paths:
+        _ctypes.dlclose(ctypes.CDLL(path)._handle)
+        pairs += 1
+print("done", pairs > 0)
+"""
+
+
+def test_native_unwinding_never_hangs_on_the_dynamic_loaders_lock(run_sampled):
+    # A sample that lands while dlopen/dlclose is taking the loader's lock must not take it
+    # again (libunwind's dl_iterate_phdr): that hung the program for good, every signal
+    # blocked, within seconds of this loop at 20 kHz. Those samples keep Python frames only.
+    run = run_sampled(DLOPEN_LOOP, "--sample-rate", "20000", timeout=90)
+    assert (run.proc.returncode, run.proc.stdout) == (0, "done True\n"), run.proc.stderr
+    from etwtrace._read import TraceFile
+
+    (trace,) = run.traces
+    stats = TraceFile(trace).sampler
+    assert stats["samples"] > 1000 and 0 < stats["unmerged"] < stats["samples"], stats
+
+
 def test_fork_child_samples_itself_into_its_own_file(run_sampled):
     source = """\
     import os, time

@@ -502,8 +502,15 @@ bool read_options(PyObject* options) {
     g_source_choice = source == "perf" ? SourceChoice::Perf : source == "timer" ? SourceChoice::Timer : SourceChoice::Auto;
     g_user_path = path;
     g_native = native != 0 && etwtrace::sampler::native_unwind_available();
-    if (g_native) {
-        etwtrace::sampler::native_unwind_prepare();
+    if (g_native && !etwtrace::sampler::native_unwind_prepare()) {
+        g_native = false;
+        static bool said = false;
+        if (!said) {
+            said = true;
+            std::fprintf(stderr, "etwtrace: samples have Python frames only: the dynamic loader's lock was not "
+                                 "found, and unwinding native stacks without knowing it is held could hang the "
+                                 "program\n");
+        }
     }
     return install_signal(static_cast<int>(signal));
 }

@@ -380,6 +380,8 @@ bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool 
                      !(flags & format::kSampleTruncated);
         if (native_count > 0 && !merge) {
             flags |= format::kSampleUnmerged;
+        }
+        if (flags & format::kSampleUnmerged) {  // or the handler took no native stack to merge
             ++counters.unmerged;
         }
         uint64_t node = 0;

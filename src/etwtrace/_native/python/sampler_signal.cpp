@@ -139,9 +139,10 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
                 size_t n = compat::walk_sampled_frames(tstate, frames, etwtrace::sampler::kMaxSampledFrames, truncated);
                 uint64_t native[etwtrace::sampler::kMaxNativeFrames];
                 bool native_truncated = false;
+                bool native_skipped = false;  // the dynamic loader is busy: see native_unwind.h
                 size_t native_count =
                     g_native ? etwtrace::sampler::unwind_native(ucontext, native, etwtrace::sampler::kMaxNativeFrames,
-                                                                native_truncated)
+                                                                native_truncated, native_skipped)
                              : 0;
                 if (native_truncated) {
                     native_count = 0;  // its root frames are cut: a merge would be guesswork
@@ -152,6 +153,7 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
                     kernel_count = 0;
                 }
                 uint8_t flags = (truncated ? format::kSampleTruncated : 0) |
+                                (native_truncated || native_skipped ? format::kSampleUnmerged : 0) |
                                 (g_clock == ClockChoice::Wall ? format::kSampleWallClock : 0) |
                                 (t_requested ? format::kSampleRequested : 0);
                 uint64_t h = ring.head.load(std::memory_order_relaxed);

@@ -1,5 +1,11 @@
 #include "sampler/native_unwind.h"
 
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #ifdef ETWTRACE_HAVE_LIBUNWIND
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -11,16 +17,58 @@ namespace etwtrace::sampler {
 
 bool native_unwind_available() { return true; }
 
-void native_unwind_prepare() {
+namespace {
+
+// The futex word of the loader's dl_load_write_lock, which dl_iterate_phdr takes. It lives in
+// ld.so's private _rtld_global at an offset that depends on the glibc version, so it is found
+// at run time: inside a dl_iterate_phdr callback it is the one recursive mutex in _rtld_global
+// that this thread holds. 0 in the handler means nobody holds it, nor is this thread halfway
+// through taking it (a signal there, then dl_iterate_phdr again, hung the program for good).
+const int* g_loader_lock_word = nullptr;
+
+int find_loader_lock(dl_phdr_info*, size_t, void*) {
+    auto* rtld_global = static_cast<const char*>(dlsym(RTLD_DEFAULT, "_rtld_global"));
+    Dl_info info{};
+    void* entry = nullptr;
+    if (!rtld_global || dladdr1(rtld_global, &info, &entry, RTLD_DL_SYMENT) == 0 || !entry) {
+        return 1;
+    }
+    const size_t size = static_cast<const ElfW(Sym)*>(entry)->st_size;
+    const pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
+    const int* found = nullptr;
+    int matches = 0;
+    for (size_t offset = 0; offset + sizeof(pthread_mutex_t) <= size; offset += alignof(int)) {
+        const auto* mutex = reinterpret_cast<const pthread_mutex_t*>(rtld_global + offset);
+        if (mutex->__data.__owner == self && mutex->__data.__count >= 1 && mutex->__data.__lock != 0 &&
+            (mutex->__data.__kind & 3) == PTHREAD_MUTEX_RECURSIVE_NP) {
+            found = &mutex->__data.__lock;
+            ++matches;
+        }
+    }
+    if (matches == 1) {
+        g_loader_lock_word = found;
+    }
+    return 1;
+}
+
+}  // namespace
+
+bool native_unwind_prepare() {
     static bool prepared = false;
     if (!prepared) {
         unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+        dl_iterate_phdr(find_loader_lock, nullptr);
         prepared = true;
     }
+    return g_loader_lock_word != nullptr;
 }
 
-size_t unwind_native(void* ucontext, uint64_t* out, size_t max, bool& truncated) {
+size_t unwind_native(void* ucontext, uint64_t* out, size_t max, bool& truncated, bool& skipped) {
     truncated = false;
+    skipped = !g_loader_lock_word || __atomic_load_n(g_loader_lock_word, __ATOMIC_ACQUIRE) != 0;
+    if (skipped) {
+        return 0;
+    }
     unw_cursor_t cursor;
     // x86-64 Linux: unw_context_t is ucontext_t, so the signal frame's context unwinds directly.
     if (unw_init_local2(&cursor, static_cast<unw_context_t*>(ucontext), UNW_INIT_SIGNAL_FRAME) != 0) {
@@ -47,9 +95,10 @@ size_t unwind_native(void* ucontext, uint64_t* out, size_t max, bool& truncated)
 #else
 
 bool native_unwind_available() { return false; }
-void native_unwind_prepare() {}
-size_t unwind_native(void*, uint64_t*, size_t, bool& truncated) {
+bool native_unwind_prepare() { return false; }
+size_t unwind_native(void*, uint64_t*, size_t, bool& truncated, bool& skipped) {
     truncated = false;
+    skipped = false;
     return 0;
 }
 
