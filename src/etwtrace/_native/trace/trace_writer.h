@@ -156,6 +156,37 @@ public:
         commit(p);
     }
 
+    // push()/pop() for hooks that keep their common case free of calls: false, with nothing
+    // written, when the event needs one (a new chunk, a clock other than the TSC); the caller
+    // then takes its general path, which calls push()/pop().
+    __attribute__((always_inline)) bool try_push(uint32_t function_id, uint32_t caller_id, uint32_t caller_offset) {
+        uint64_t now;
+        if (__builtin_expect(!ticks_without_call(now) || !event_fits(now), 0)) {
+            return false;
+        }
+        uint8_t* p = cur_;
+        *p++ = static_cast<uint8_t>(format::EventTag::Push);
+        p = put_event_varint(p, delta(now));
+        p = put_event_varint(p, function_id);
+        p = put_event_varint(p, caller_id);
+        p = put_event_varint(p, caller_offset);
+        commit(p);
+        return true;
+    }
+
+    __attribute__((always_inline)) bool try_pop(uint32_t function_id) {
+        uint64_t now;
+        if (__builtin_expect(!ticks_without_call(now) || !event_fits(now), 0)) {
+            return false;
+        }
+        uint8_t* p = cur_;
+        *p++ = static_cast<uint8_t>(format::EventTag::Pop);
+        p = put_event_varint(p, delta(now));
+        p = put_event_varint(p, function_id);
+        commit(p);
+        return true;
+    }
+
     struct LineRun {
         uint32_t offset;
         int32_t line;
@@ -203,11 +234,13 @@ private:
         return format::put_varint(p, value);
     }
     void refill(uint64_t now);
-    // Where the next push/pop goes: room for the largest one, and the chunk is not overdue.
+    // The chunk has room for the largest push/pop and is not overdue.
+    __attribute__((always_inline)) bool event_fits(uint64_t now) const {
+        return static_cast<size_t>(end_ - cur_) >= format::kMaxPushSize && now - chunk_ticks_ <= flush_ticks_;
+    }
+    // Where the next push/pop goes.
     __attribute__((always_inline)) uint8_t* begin_event(uint64_t now) {
-        if (__builtin_expect(static_cast<size_t>(end_ - cur_) < format::kMaxPushSize ||
-                                 now - chunk_ticks_ > flush_ticks_,
-                             0)) {
+        if (__builtin_expect(!event_fits(now), 0)) {
             refill(now);
         }
         return cur_;
