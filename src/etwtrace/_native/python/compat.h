@@ -215,6 +215,20 @@ inline uint32_t monitoring_offset(PyObject* offset) {
     return static_cast<uint32_t>(PyLong_AsUnsignedLong(offset));
 }
 
+// monitoring_offset() when it needs no call (a small int, always on 3.12+): false otherwise.
+inline bool monitoring_offset_without_call(PyObject* offset, uint32_t& value) {
+#if PY_VERSION_HEX >= 0x030C0000
+    auto* number = reinterpret_cast<PyLongObject*>(offset);
+    if (__builtin_expect(PyLong_CheckExact(offset) && PyUnstable_Long_IsCompact(number), 1)) {
+        value = static_cast<uint32_t>(PyUnstable_Long_CompactValue(number));
+        return true;
+    }
+#endif
+    (void)offset;
+    (void)value;
+    return false;
+}
+
 // What _thread's thread bootstrap does with an exception escaping a thread's function
 // (3.9-3.11, the versions that need our _thread.start_new_thread wrapper): SystemExit is
 // silent, anything else goes to sys.unraisablehook as "in thread started by <function>".

@@ -24,8 +24,15 @@ inline uint32_t monitoring_caller_offset(const ThreadState* ts) {
     return ts->stack.empty() ? 0 : ts->stack.back().call_offset;
 }
 
+// The callbacks below handle their common case (a thread already tracing, a traced function
+// whose definition is written, room in the chunk and the stack) with no call, so that they
+// save no registers; everything else goes to their general version.
+inline bool thread_state_current() {
+    return __builtin_expect(t_slot.epoch == g_epoch, 1);
+}
+
 // PY_START, PY_RESUME, PY_THROW (code, offset[, exception])
-PyObject* mon_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+__attribute__((noinline)) PyObject* mon_enter_general(PyObject* const* args, Py_ssize_t nargs) {
     ThreadState* ts = current(/*entering=*/true);
     if (!ts || nargs < 1) {
         return none();
@@ -43,8 +50,24 @@ PyObject* mon_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return none();
 }
 
+PyObject* mon_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    ThreadState* ts = t_slot.state;
+    if (thread_state_current() && ts && nargs >= 1) {
+        FunctionRecord* record = registry().lookup_cached(reinterpret_cast<PyCodeObject*>(args[0]));
+        if (record && ts->pending.empty()) {
+            bool outermost = ts->stack.empty();
+            uint32_t caller = outermost ? 0 : ts->stack.back().id;
+            uint32_t caller_offset = outermost ? 0 : ts->stack.back().call_offset;
+            if (try_push(ts, record, args[0], false, caller, caller_offset)) {
+                return none();
+            }
+        }
+    }
+    return mon_enter_general(args, nargs);
+}
+
 // PY_RETURN, PY_YIELD (code, offset, value): disableable for code we do not trace.
-PyObject* mon_leave(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+__attribute__((noinline)) PyObject* mon_leave_general(PyObject* const* args, Py_ssize_t nargs) {
     ThreadState* ts = current();
     if (!ts || nargs < 1) {
         return none();
@@ -54,6 +77,15 @@ PyObject* mon_leave(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         return none();
     }
     return registry().lookup(reinterpret_cast<PyCodeObject*>(args[0])) ? none() : disable_result();
+}
+
+PyObject* mon_leave(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    ThreadState* ts = t_slot.state;
+    if (thread_state_current() && ts && nargs >= 1 && !ts->stack.empty() && ts->stack.back().key == args[0] &&
+        try_pop(ts)) {
+        return none();
+    }
+    return mon_leave_general(args, nargs);
 }
 
 // PY_UNWIND (code, offset, exception)
@@ -66,17 +98,18 @@ PyObject* mon_unwind(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 // Out of line, so the callback's common case (a Python callable) saves no registers.
-__attribute__((noinline)) void call_c_function(ThreadState* ts, PyObject* code, PyObject* callable,
-                                               PyObject* self_arg, const void* key) {
+__attribute__((noinline)) PyObject* call_c_function(ThreadState* ts, PyObject* code, PyObject* callable,
+                                                    PyObject* self_arg, const void* key) {
     if (__builtin_expect(is_profile_installer(key), 0) &&
         !others_watch_calls(reinterpret_cast<PyCodeObject*>(code))) {
         note_unprofiled_installer_call(key);
     }
     push_c(ts, callable, self_arg, key, monitoring_caller_offset(ts));
+    return none();
 }
 
 // CALL (code, offset, callable, arg0)
-PyObject* mon_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+__attribute__((noinline)) PyObject* mon_call_general(PyObject* const* args, Py_ssize_t nargs) {
     ThreadState* ts = current();
     if (!ts || nargs < 4) {
         return none();
@@ -88,10 +121,25 @@ PyObject* mon_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         }
     }
     const void* key = cfunction_key(args[2]);
-    if (key) {
-        call_c_function(ts, args[0], args[2], args[3], key);
+    return key ? call_c_function(ts, args[0], args[2], args[3], key) : none();
+}
+
+PyObject* mon_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    ThreadState* ts = t_slot.state;
+    if (!thread_state_current() || nargs < 4) {
+        return mon_call_general(args, nargs);
     }
-    return none();
+    if (!ts) {
+        return none();
+    }
+    if (!ts->stack.empty()) {
+        Entry& top = ts->stack.back();
+        if (top.key == args[0] && !compat::monitoring_offset_without_call(args[1], top.call_offset)) {
+            return mon_call_general(args, nargs);
+        }
+    }
+    const void* key = cfunction_key(args[2]);
+    return key ? call_c_function(ts, args[0], args[2], args[3], key) : none();
 }
 
 // C_RETURN, C_RAISE (code, offset, callable, arg0)

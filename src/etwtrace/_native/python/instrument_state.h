@@ -170,6 +170,44 @@ __attribute__((always_inline)) inline void pop(ThreadState* ts) {
     probes::function_pop(id);
 }
 
+// The USDT probe of the push on top of the stack, fired after it (see try_push()).
+__attribute__((noinline)) inline void fire_push_probe(const ThreadState* ts) {
+    size_t depth = ts->stack.size();
+    const Entry* caller = depth >= 2 ? &ts->stack[depth - 2] : nullptr;
+    probes::function_push(ts->stack.back().id, caller ? caller->id : 0, caller ? caller_line_slow(*caller) : 0);
+}
+
+// push() and pop() for the callbacks' common case, with no call in it, so that a callback
+// made of them saves no registers: false, with nothing recorded, when the event needs a call
+// (a new chunk, a longer stack, a clock other than the TSC); the caller then takes push() or
+// pop(). The probe fires last, with nothing live across its call.
+__attribute__((always_inline)) inline bool try_push(ThreadState* ts, FunctionRecord* record, const void* key,
+                                                    bool is_c, uint32_t caller, uint32_t caller_offset) {
+    std::vector<Entry>& stack = ts->stack;
+    if (__builtin_expect(stack.size() == stack.capacity(), 0) ||
+        !ts->buffer.try_push(record->id, caller, caller_offset)) {
+        return false;
+    }
+    if (stack.size() == stack.capacity()) {
+        __builtin_unreachable();  // checked above: push_back() needs no reallocation
+    }
+    stack.push_back(Entry{key, nullptr, record->id, 0, is_c});
+    if (probes::function_push_enabled()) {
+        fire_push_probe(ts);
+    }
+    return true;
+}
+
+__attribute__((always_inline)) inline bool try_pop(ThreadState* ts) {
+    uint32_t id = ts->stack.back().id;
+    if (!ts->buffer.try_pop(id)) {
+        return false;
+    }
+    ts->stack.pop_back();
+    probes::function_pop(id);
+    return true;
+}
+
 // Tracing stops (disable(), exit) or the thread ends with frames still open: pop them,
 // innermost first, so every thread's pushes and pops balance and a reader's stack empties.
 inline void close_open_frames(ThreadState* ts) {

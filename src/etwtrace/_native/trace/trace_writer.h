@@ -140,10 +140,10 @@ public:
         uint64_t now = ticks();
         uint8_t* p = begin_event(now);
         *p++ = static_cast<uint8_t>(format::EventTag::Push);
-        p = format::put_varint(p, delta(now));
-        p = format::put_varint(p, function_id);
-        p = format::put_varint(p, caller_id);
-        p = format::put_varint(p, caller_offset);
+        p = put_event_varint(p, delta(now));
+        p = put_event_varint(p, function_id);
+        p = put_event_varint(p, caller_id);
+        p = put_event_varint(p, caller_offset);
         commit(p);
     }
 
@@ -151,9 +151,40 @@ public:
         uint64_t now = ticks();
         uint8_t* p = begin_event(now);
         *p++ = static_cast<uint8_t>(format::EventTag::Pop);
-        p = format::put_varint(p, delta(now));
-        p = format::put_varint(p, function_id);
+        p = put_event_varint(p, delta(now));
+        p = put_event_varint(p, function_id);
         commit(p);
+    }
+
+    // push()/pop() for hooks that keep their common case free of calls: false, with nothing
+    // written, when the event needs one (a new chunk, a clock other than the TSC); the caller
+    // then takes its general path, which calls push()/pop().
+    __attribute__((always_inline)) bool try_push(uint32_t function_id, uint32_t caller_id, uint32_t caller_offset) {
+        uint64_t now;
+        if (__builtin_expect(!ticks_without_call(now) || !event_fits(now), 0)) {
+            return false;
+        }
+        uint8_t* p = cur_;
+        *p++ = static_cast<uint8_t>(format::EventTag::Push);
+        p = put_event_varint(p, delta(now));
+        p = put_event_varint(p, function_id);
+        p = put_event_varint(p, caller_id);
+        p = put_event_varint(p, caller_offset);
+        commit(p);
+        return true;
+    }
+
+    __attribute__((always_inline)) bool try_pop(uint32_t function_id) {
+        uint64_t now;
+        if (__builtin_expect(!ticks_without_call(now) || !event_fits(now), 0)) {
+            return false;
+        }
+        uint8_t* p = cur_;
+        *p++ = static_cast<uint8_t>(format::EventTag::Pop);
+        p = put_event_varint(p, delta(now));
+        p = put_event_varint(p, function_id);
+        commit(p);
+        return true;
     }
 
     struct LineRun {
@@ -179,17 +210,37 @@ public:
 
 private:
     uint64_t delta(uint64_t now) {
-        // Invariant TSCs agree across cores; still never let a delta go negative.
-        uint64_t d = now > last_ ? now - last_ : 0;
-        last_ = now > last_ ? now : last_;
-        return d;
+        // Invariant TSCs agree across cores; still never let a delta go negative. One compare
+        // decides both the delta and whether last_ moves (the push/pop path runs this per event).
+        if (__builtin_expect(now > last_, 1)) {
+            uint64_t d = now - last_;
+            last_ = now;
+            return d;
+        }
+        return 0;
+    }
+    // The same bytes as format::put_varint. The varints of a push or pop are nearly always one
+    // or two bytes (ids, call offsets, deltas of a few hundred ticks): those take no loop.
+    __attribute__((always_inline)) static uint8_t* put_event_varint(uint8_t* p, uint64_t value) {
+        if (__builtin_expect(value < 0x80, 1)) {
+            *p = static_cast<uint8_t>(value);
+            return p + 1;
+        }
+        if (value < 0x4000) {
+            p[0] = static_cast<uint8_t>(value) | 0x80;
+            p[1] = static_cast<uint8_t>(value >> 7);
+            return p + 2;
+        }
+        return format::put_varint(p, value);
     }
     void refill(uint64_t now);
-    // Where the next push/pop goes: room for the largest one, and the chunk is not overdue.
+    // The chunk has room for the largest push/pop and is not overdue.
+    __attribute__((always_inline)) bool event_fits(uint64_t now) const {
+        return static_cast<size_t>(end_ - cur_) >= format::kMaxPushSize && now - chunk_ticks_ <= flush_ticks_;
+    }
+    // Where the next push/pop goes.
     __attribute__((always_inline)) uint8_t* begin_event(uint64_t now) {
-        if (__builtin_expect(static_cast<size_t>(end_ - cur_) < format::kMaxPushSize ||
-                                 now - chunk_ticks_ > flush_ticks_,
-                             0)) {
+        if (__builtin_expect(!event_fits(now), 0)) {
             refill(now);
         }
         return cur_;
