@@ -138,22 +138,12 @@ public:
 
     void push(uint32_t function_id, uint32_t caller_id, uint32_t caller_offset) {
         uint64_t now = ticks();
-        uint8_t* p = begin_event(now);
-        *p++ = static_cast<uint8_t>(format::EventTag::Push);
-        p = put_event_varint(p, delta(now));
-        p = put_event_varint(p, function_id);
-        p = put_event_varint(p, caller_id);
-        p = put_event_varint(p, caller_offset);
-        commit(p);
+        commit(encode_push(begin_event(now), now, function_id, caller_id, caller_offset));
     }
 
     void pop(uint32_t function_id) {
         uint64_t now = ticks();
-        uint8_t* p = begin_event(now);
-        *p++ = static_cast<uint8_t>(format::EventTag::Pop);
-        p = put_event_varint(p, delta(now));
-        p = put_event_varint(p, function_id);
-        commit(p);
+        commit(encode_pop(begin_event(now), now, function_id));
     }
 
     // push()/pop() for hooks that keep their common case free of calls: false, with nothing
@@ -164,13 +154,7 @@ public:
         if (__builtin_expect(!ticks_without_call(now) || !event_fits(now), 0)) {
             return false;
         }
-        uint8_t* p = cur_;
-        *p++ = static_cast<uint8_t>(format::EventTag::Push);
-        p = put_event_varint(p, delta(now));
-        p = put_event_varint(p, function_id);
-        p = put_event_varint(p, caller_id);
-        p = put_event_varint(p, caller_offset);
-        commit(p);
+        commit(encode_push(cur_, now, function_id, caller_id, caller_offset));
         return true;
     }
 
@@ -179,11 +163,7 @@ public:
         if (__builtin_expect(!ticks_without_call(now) || !event_fits(now), 0)) {
             return false;
         }
-        uint8_t* p = cur_;
-        *p++ = static_cast<uint8_t>(format::EventTag::Pop);
-        p = put_event_varint(p, delta(now));
-        p = put_event_varint(p, function_id);
-        commit(p);
+        commit(encode_pop(cur_, now, function_id));
         return true;
     }
 
@@ -232,6 +212,19 @@ private:
             return p + 2;
         }
         return format::put_varint(p, value);
+    }
+    __attribute__((always_inline)) uint8_t* encode_push(uint8_t* p, uint64_t now, uint32_t function_id,
+                                                        uint32_t caller_id, uint32_t caller_offset) {
+        *p++ = static_cast<uint8_t>(format::EventTag::Push);
+        p = put_event_varint(p, delta(now));
+        p = put_event_varint(p, function_id);
+        p = put_event_varint(p, caller_id);
+        return put_event_varint(p, caller_offset);
+    }
+    __attribute__((always_inline)) uint8_t* encode_pop(uint8_t* p, uint64_t now, uint32_t function_id) {
+        *p++ = static_cast<uint8_t>(format::EventTag::Pop);
+        p = put_event_varint(p, delta(now));
+        return put_event_varint(p, function_id);
     }
     void refill(uint64_t now);
     // The chunk has room for the largest push/pop and is not overdue.
