@@ -6,6 +6,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
 #ifdef ETWTRACE_HAVE_LIBUNWIND
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -26,6 +30,8 @@ namespace {
 // through taking it (a signal there, then dl_iterate_phdr again, hung the program for good).
 const int* g_loader_lock_word = nullptr;
 
+static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0, "the futex word begins the mutex");
+
 int find_loader_lock(dl_phdr_info*, size_t, void*) {
     auto* rtld_global = static_cast<const char*>(dlsym(RTLD_DEFAULT, "_rtld_global"));
     Dl_info info{};
@@ -37,11 +43,15 @@ int find_loader_lock(dl_phdr_info*, size_t, void*) {
     const pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
     const int* found = nullptr;
     int matches = 0;
-    for (size_t offset = 0; offset + sizeof(pthread_mutex_t) <= size; offset += alignof(int)) {
-        const auto* mutex = reinterpret_cast<const pthread_mutex_t*>(rtld_global + offset);
-        if (mutex->__data.__owner == self && mutex->__data.__count >= 1 && mutex->__data.__lock != 0 &&
-            (mutex->__data.__kind & 3) == PTHREAD_MUTEX_RECURSIVE_NP) {
-            found = &mutex->__data.__lock;
+    const auto start = reinterpret_cast<uintptr_t>(rtld_global);
+    const size_t first = (alignof(pthread_mutex_t) - start % alignof(pthread_mutex_t)) % alignof(pthread_mutex_t);
+    for (size_t offset = first; offset + sizeof(pthread_mutex_t) <= size; offset += alignof(pthread_mutex_t)) {
+        pthread_mutex_t mutex;
+        std::memcpy(&mutex, rtld_global + offset, sizeof mutex);
+        if (mutex.__data.__owner == self && mutex.__data.__count >= 1 && mutex.__data.__lock != 0 &&
+            (mutex.__data.__kind & 3) == PTHREAD_MUTEX_RECURSIVE_NP) {
+            // __lock, the futex word, is the mutex's first member.
+            found = reinterpret_cast<const int*>(rtld_global + offset);
             ++matches;
         }
     }
