@@ -276,7 +276,7 @@ PyObject* after_fork_child(PyObject*, PyObject*) {
     g_fork_return_key = nullptr;  // the child's writer is new and running
     g_forking_thread = nullptr;
     g_forking_key = nullptr;
-    ThreadState* self = (t_slot.epoch == g_epoch) ? t_slot.state : nullptr;
+    ThreadState* self = thread_state_current() ? t_slot.state : nullptr;
     std::vector<Entry> stack;
     if (self) {
         stack = self->stack;
@@ -325,7 +325,7 @@ PyObject* before_fork(PyObject*, PyObject*) {
     g_forking_key = nullptr;
     if (g_enabled && g_writer) {
         g_writer->pause();  // the writer thread never needs the GIL
-        ThreadState* ts = t_slot.epoch == g_epoch ? t_slot.state : nullptr;
+        ThreadState* ts = thread_state_current() ? t_slot.state : nullptr;
         if (ts && !ts->stack.empty() && ts->stack.back().is_c) {
             g_forking_thread = ts;
             g_forking_depth = ts->stack.size();

@@ -27,9 +27,6 @@ inline uint32_t monitoring_caller_offset(const ThreadState* ts) {
 // The callbacks below handle their common case (a thread already tracing, a traced function
 // whose definition is written, room in the chunk and the stack) with no call, so that they
 // save no registers; everything else goes to their general version.
-inline bool thread_state_current() {
-    return __builtin_expect(t_slot.epoch == g_epoch, 1);
-}
 
 // PY_START, PY_RESUME, PY_THROW (code, offset[, exception])
 __attribute__((noinline)) PyObject* mon_enter_general(PyObject* const* args, Py_ssize_t nargs) {
@@ -55,10 +52,8 @@ PyObject* mon_enter(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (thread_state_current() && ts && nargs >= 1) {
         FunctionRecord* record = registry().lookup_cached(reinterpret_cast<PyCodeObject*>(args[0]));
         if (record && ts->pending.empty()) {
-            bool outermost = ts->stack.empty();
-            uint32_t caller = outermost ? 0 : ts->stack.back().id;
-            uint32_t caller_offset = outermost ? 0 : ts->stack.back().call_offset;
-            if (try_push(ts, record, args[0], false, caller, caller_offset)) {
+            uint32_t caller = ts->stack.empty() ? 0 : ts->stack.back().id;
+            if (try_push(ts, record, args[0], false, caller, monitoring_caller_offset(ts))) {
                 return none();
             }
         }
@@ -108,6 +103,12 @@ __attribute__((noinline)) PyObject* call_c_function(ThreadState* ts, PyObject* c
     return none();
 }
 
+// CALL's callable (args[2]), when it is a C function: its call starts (a C-call event).
+inline PyObject* record_c_call(ThreadState* ts, PyObject* const* args) {
+    const void* key = cfunction_key(args[2]);
+    return key ? call_c_function(ts, args[0], args[2], args[3], key) : none();
+}
+
 // CALL (code, offset, callable, arg0)
 __attribute__((noinline)) PyObject* mon_call_general(PyObject* const* args, Py_ssize_t nargs) {
     ThreadState* ts = current();
@@ -120,8 +121,7 @@ __attribute__((noinline)) PyObject* mon_call_general(PyObject* const* args, Py_s
             top.call_offset = compat::monitoring_offset(args[1]);
         }
     }
-    const void* key = cfunction_key(args[2]);
-    return key ? call_c_function(ts, args[0], args[2], args[3], key) : none();
+    return record_c_call(ts, args);
 }
 
 PyObject* mon_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
@@ -138,8 +138,7 @@ PyObject* mon_call(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
             return mon_call_general(args, nargs);
         }
     }
-    const void* key = cfunction_key(args[2]);
-    return key ? call_c_function(ts, args[0], args[2], args[3], key) : none();
+    return record_c_call(ts, args);
 }
 
 // C_RETURN, C_RAISE (code, offset, callable, arg0)

@@ -135,8 +135,13 @@ bool others_watch_calls(PyCodeObject* code);
 
 // ---- hot path ---------------------------------------------------------------------------------
 
+// t_slot.state is this thread's for the current tracing session (nullptr: not traced).
+inline bool thread_state_current() {
+    return __builtin_expect(t_slot.epoch == g_epoch, 1);
+}
+
 inline ThreadState* current(bool entering = false) {
-    if (__builtin_expect(t_slot.epoch == g_epoch, 1)) {
+    if (thread_state_current()) {
         return t_slot.state;
     }
     return attach_thread(entering);

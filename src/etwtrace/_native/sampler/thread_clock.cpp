@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "platform/linux.h"
+
 namespace etwtrace::sampler {
 namespace {
 
@@ -125,14 +127,6 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
     return arm_timer(*this, tid, signal, period_ns, thread_cpu_clock(tid));
 }
 
-namespace {
-uint64_t monotonic_ns() {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec);
-}
-}  // namespace
-
 void ThreadClock::rearm(uint64_t overflow_ns) const {
     if (perf_fd < 0) {
         return;
@@ -143,7 +137,7 @@ void ThreadClock::rearm(uint64_t overflow_ns) const {
     // CPU time asks for.
     uint64_t uncounted = 0;
     if (overflow_ns != 0) {
-        const uint64_t now = monotonic_ns();
+        const uint64_t now = platform::monotonic_ns();
         const uint64_t late = now > overflow_ns ? now - overflow_ns : 0;
         if (rearmed_at_ns != 0 && overflow_ns > rearmed_at_ns + armed_period_ns) {
             const uint64_t fired_late = overflow_ns - rearmed_at_ns - armed_period_ns;
@@ -154,10 +148,10 @@ void ThreadClock::rearm(uint64_t overflow_ns) const {
         uncounted = late + rearm_cost_ns + fires_late_ns;
     }
     uint64_t period = overflow_ns != 0 && uncounted <= period_ns / 8 ? period_ns - uncounted : period_ns;
-    const uint64_t started = monotonic_ns();
+    const uint64_t started = platform::monotonic_ns();
     ioctl(perf_fd, PERF_EVENT_IOC_PERIOD, &period);  // resets what is left of the period
     ioctl(perf_fd, PERF_EVENT_IOC_REFRESH, 1);
-    rearmed_at_ns = monotonic_ns();
+    rearmed_at_ns = platform::monotonic_ns();
     rearm_cost_ns = rearmed_at_ns - started;
     armed_period_ns = period;
 }

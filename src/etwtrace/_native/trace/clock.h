@@ -22,16 +22,6 @@ using platform::realtime_ns;
 // The tick source chosen once per process (see tick_kind()).
 format::TickKind tick_kind();
 
-inline uint64_t ticks() {
-#if defined(__x86_64__)
-    extern bool g_use_tsc;
-    if (__builtin_expect(g_use_tsc, 1)) {
-        return __rdtsc();
-    }
-#endif
-    return monotonic_ns();
-}
-
 // ticks() when reading it needs no call (the TSC): false otherwise. For hot paths that keep
 // their common case free of calls, so that it saves no registers.
 inline bool ticks_without_call(uint64_t& now) {
@@ -44,6 +34,11 @@ inline bool ticks_without_call(uint64_t& now) {
 #endif
     (void)now;
     return false;
+}
+
+inline uint64_t ticks() {
+    uint64_t now;
+    return ticks_without_call(now) ? now : monotonic_ns();
 }
 
 // Measures ticks per second against CLOCK_MONOTONIC (busy-waits about a millisecond once).
