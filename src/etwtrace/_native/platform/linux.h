@@ -38,13 +38,16 @@ inline uint64_t thread_id() { return static_cast<uint64_t>(syscall(SYS_gettid));
 // CPython's handler only sets a flag: a main thread blocked in read() or sleep() would never be
 // interrupted to run the program's handler, as it always is untraced. Faults still reach the
 // thread that faults.
+// `name` (at most 15 characters) is what top -H, ps -L and /proc/<pid>/task/<tid>/comm show
+// for it: the user can tell our threads and their CPU time from the program's.
 template <typename Function>
-std::thread start_thread_without_signals(Function&& function) {
+std::thread start_thread_without_signals(const char* name, Function&& function) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     std::thread thread(std::forward<Function>(function));
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    pthread_setname_np(thread.native_handle(), name);
     return thread;
 }
 

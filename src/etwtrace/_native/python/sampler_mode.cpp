@@ -284,7 +284,7 @@ void drain_loop() {
         }
         own = PyEval_SaveThread();
         if (!symbols_loader.joinable() && kernel_symbols_requested()) {
-            symbols_loader = platform::start_thread_without_signals(etwtrace::sampler::load_kernel_symbols);
+            symbols_loader = platform::start_thread_without_signals("etwtrace-ksyms", etwtrace::sampler::load_kernel_symbols);
         }
         if (drain_due) {
             last_drain = now;
@@ -303,7 +303,7 @@ void start_drain() {
         return;
     }
     g_drain_stop = false;
-    g_drain = new std::thread(platform::start_thread_without_signals(drain_loop));
+    g_drain = new std::thread(platform::start_thread_without_signals("etwtrace-sampler", drain_loop));
 }
 
 // Under the GIL, which the drain thread needs to finish its round: released while joining.

@@ -266,9 +266,10 @@ void define(trace::ThreadBuffer& buffer, FunctionRecord* record) {
     if (g_defined->insert(record ? record->id : kUnresolvedFunction).second) {
         if (record) {
             buffer.function(record->id, record->is_python, record->first_line, 0, 0, record->filename(),
-                            record->qualname, {});
+                            record->qualname, {}, trace::ThreadBuffer::Stamp::AsPrevious);
         } else {
-            buffer.function(kUnresolvedFunction, true, 0, 0, 0, "", "[freed code object]", {});
+            buffer.function(kUnresolvedFunction, true, 0, 0, 0, "", "[freed code object]", {},
+                            trace::ThreadBuffer::Stamp::AsPrevious);
         }
     }
 }

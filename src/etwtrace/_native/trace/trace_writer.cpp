@@ -127,7 +127,7 @@ bool TraceWriter::start(int fd, std::string path, const Options& options, std::s
         return false;
     }
     last_sync_ns_ = header.start_ns;
-    thread_ = platform::start_thread_without_signals([this] { run(); });
+    thread_ = platform::start_thread_without_signals("etwtrace-writer", [this] { run(); });
     return true;
 }
 
@@ -174,7 +174,7 @@ void TraceWriter::submit(Chunk* chunk) {
     if (pausing_ && (resume_pending_ || queue_.size() >= kMaxQueuedChunks) && !stopping_) {
         pausing_ = false;
         resume_pending_ = false;
-        thread_ = platform::start_thread_without_signals([this] { run(); });  // run() waits for the lock we hold
+        thread_ = platform::start_thread_without_signals("etwtrace-writer", [this] { run(); });  // run() waits for the lock we hold
     }
     // Paused (around fork()), nothing drains the queue: it grows for that moment instead.
     space_cv_.wait(lock, [this] { return in_flight_ < kMaxQueuedChunks || pausing_; });
@@ -528,7 +528,7 @@ static size_t clipped(std::string_view s, size_t limit) { return s.size() < limi
 
 void ThreadBuffer::function(uint32_t id, bool is_python, int first_line, uint64_t begin, uint64_t end,
                             std::string_view source_file, std::string_view name,
-                            const std::vector<LineRun>& lines) {
+                            const std::vector<LineRun>& lines, Stamp stamp) {
     size_t file_size = clipped(source_file, 4096);
     size_t name_size = clipped(name, 4096);
     size_t max_runs = (kMaxVariableEvent - file_size - name_size - 128) / 15;
@@ -539,9 +539,8 @@ void ThreadBuffer::function(uint32_t id, bool is_python, int first_line, uint64_
     if (!p) {
         return;
     }
-    uint64_t now = ticks();
     *p++ = static_cast<uint8_t>(format::EventTag::Function);
-    p = format::put_varint(p, delta(now));
+    p = format::put_varint(p, delta(stamp == Stamp::Now ? ticks() : last_));
     p = format::put_varint(p, id);
     *p++ = is_python ? format::kFunctionIsPython : 0;
     p = format::put_varint(p, format::zigzag(first_line));

@@ -171,8 +171,14 @@ public:
         uint32_t offset;
         int32_t line;
     };
+    // Stamped now (instrumented mode: the function is being entered), or, for a definition
+    // that is written later than what it defines (the sampler's drain), at the previous event's
+    // tick: a definition stamped now would hold back the older samples that follow it, as a
+    // chunk's ticks never go backwards.
+    enum class Stamp { Now, AsPrevious };
     void function(uint32_t id, bool is_python, int first_line, uint64_t begin, uint64_t end,
-                  std::string_view source_file, std::string_view name, const std::vector<LineRun>& lines);
+                  std::string_view source_file, std::string_view name, const std::vector<LineRun>& lines,
+                  Stamp stamp = Stamp::Now);
     void mark(format::MarkKind kind, std::string_view text);
     // The sampler's events (format::EventTag::StackNode, NativeSymbol, Sample). A sample is
     // stamped with the tick counter of when it was taken, not when it is written.
