@@ -110,8 +110,8 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
             // A perf event disarms itself at its overflow and is re-armed here, its period
             // restarted: otherwise the period counts the time until the overflow's deferred
             // disable ran (~45 us late on this VM), and at 20 kHz it fired six times per period
-            // of the program's own time. The restarted period is shortened by that delay when
-            // it is small against a period (rearm()): the delay is the thread's CPU time too.
+            // of the program's own time. The restarted period catches up with the thread's CPU
+            // time when the debt is small against a period (rearm()).
             // It is re-armed on entry, so a sample's own cost counts
             // towards the next period as the thread's CPU time does; but when the last sample
             // cost more than half a period, the program would be left little or no time of its
@@ -120,14 +120,14 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
             // timer's signal, which comes regardless, is skipped then (counted as dropped).
             const bool saturated = t->last_sample_cost > g_half_period_ticks;
             const bool perf_overflow = info && info->si_code > 0;  // POLL_IN/POLL_HUP
-            // The perf record of this overflow: when it was, and the kernel's call chain then.
+            // The perf record of this overflow: the kernel's call chain then.
             uint64_t kernel[etwtrace::sampler::kMaxKernelFrames];
-            etwtrace::sampler::ThreadClock::Overflow overflow;
+            size_t kernel_frames = 0;
             if (perf_overflow) {
-                overflow = t->clock.read_overflow(kernel, etwtrace::sampler::kMaxKernelFrames);
+                kernel_frames = t->clock.read_kernel_chain(kernel, etwtrace::sampler::kMaxKernelFrames);
             }
             if (perf_overflow && !saturated) {
-                t->clock.rearm(overflow.time_ns);
+                t->clock.rearm(/*catch_up=*/true);
             }
             PyThreadState* tstate = compat::sampler_thread_state();
             SampleRing& ring = t->ring;
@@ -148,7 +148,7 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
                     native_count = 0;  // its root frames are cut: a merge would be guesswork
                 }
                 // A perf overflow in the kernel: its call chain goes leafward of the user stack.
-                size_t kernel_count = overflow.kernel_frames;
+                size_t kernel_count = kernel_frames;
                 if (native_count == 0) {
                     kernel_count = 0;
                 }
@@ -177,7 +177,7 @@ void on_sample_signal(int, siginfo_t* info, void* ucontext) {
                 ring.dropped.fetch_add(1, std::memory_order_relaxed);
             }
             if (perf_overflow && saturated) {
-                t->clock.rearm();
+                t->clock.rearm(/*catch_up=*/false);
             }
             t->last_sample_cost = trace::ticks() - entered;
         }

@@ -21,6 +21,15 @@ clockid_t thread_cpu_clock(pid_t tid) {
     return static_cast<clockid_t>((~static_cast<unsigned int>(tid) << 3) | 6u);  // CPUCLOCK_SCHED | PERTHREAD
 }
 
+// A thread's CPU time in ns (0 if it cannot be read: the thread is gone).
+uint64_t cpu_time_ns(clockid_t clock) {
+    timespec ts{};
+    if (clock_gettime(clock, &ts) != 0) {
+        return 0;
+    }
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 int open_task_clock(pid_t tid, uint64_t period_ns, bool exclude_kernel) {
     perf_event_attr attr;
     std::memset(&attr, 0, sizeof attr);
@@ -32,11 +41,8 @@ int open_task_clock(pid_t tid, uint64_t period_ns, bool exclude_kernel) {
     attr.exclude_kernel = exclude_kernel ? 1 : 0;
     attr.exclude_hv = 1;
     attr.wakeup_events = 1;
-    attr.sample_type = PERF_SAMPLE_TIME;  // when the overflow was: see rearm()
-    attr.use_clockid = 1;
-    attr.clockid = CLOCK_MONOTONIC;
     if (!exclude_kernel) {
-        attr.sample_type |= PERF_SAMPLE_CALLCHAIN;
+        attr.sample_type = PERF_SAMPLE_CALLCHAIN;
         attr.exclude_callchain_user = 1;  // the handler unwinds user space itself, with more context
     }
     return static_cast<int>(syscall(SYS_perf_event_open, &attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC));
@@ -74,11 +80,17 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
         return arm_timer(*this, tid, signal, period_ns, CLOCK_MONOTONIC);
     }
     if (source_choice != SourceChoice::Timer) {
+        // The first sample is due a period into the thread's CPU time, counted from its start:
+        // a thread armed as it starts has already run its bootstrap. One armed later (the main
+        // thread at enable(), a thread found by a rescan) gets a whole first period.
+        const uint64_t cpu = cpu_time_ns(thread_cpu_clock(tid));
+        const uint64_t due = cpu != 0 && cpu <= period_ns / 4 ? period_ns : cpu + period_ns;
+        const uint64_t first_period = cpu != 0 ? due - cpu : period_ns;
         bool user_only = false;
-        int fd = open_task_clock(tid, period_ns, false);
+        int fd = open_task_clock(tid, first_period, false);
         if (fd < 0 && (errno == EACCES || errno == EPERM)) {
             user_only = true;
-            fd = open_task_clock(tid, period_ns, true);  // perf_event_paranoid 2: user space only
+            fd = open_task_clock(tid, first_period, true);  // perf_event_paranoid 2: user space only
         }
         if (fd >= 0) {
             f_owner_ex owner{F_OWNER_TID, tid};
@@ -98,6 +110,7 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
                 this->period_ns = period_ns;
                 kernel_chains = perf_ring != nullptr && !user_only;
                 source = format::SampleSource::PerfTaskClock;
+                next_due_cpu_ns = due;
                 if (ioctl(fd, PERF_EVENT_IOC_REFRESH, 1) == 0) {
                     return 0;
                 }
@@ -127,39 +140,28 @@ int ThreadClock::arm(pid_t tid, int signal, uint64_t period_ns, ClockChoice cloc
     return arm_timer(*this, tid, signal, period_ns, thread_cpu_clock(tid));
 }
 
-void ThreadClock::rearm(uint64_t overflow_ns) const {
+void ThreadClock::rearm(bool catch_up) const {
     if (perf_fd < 0) {
         return;
     }
-    // Measured here (benchmarks/platform): the handler runs ~15 us after the overflow, the
-    // two ioctls (each reprogramming the event's timer) take ~25 us and the timer fires
-    // ~13 us after its period; uncompensated, 1 kHz delivered 96 % of the samples the thread's
-    // CPU time asks for.
-    uint64_t uncounted = 0;
-    if (overflow_ns != 0) {
-        const uint64_t now = platform::monotonic_ns();
-        const uint64_t late = now > overflow_ns ? now - overflow_ns : 0;
-        if (rearmed_at_ns != 0 && overflow_ns > rearmed_at_ns + armed_period_ns) {
-            const uint64_t fired_late = overflow_ns - rearmed_at_ns - armed_period_ns;
-            if (fired_late <= period_ns / 8) {  // a longer one is time the thread did not run
-                fires_late_ns = (fires_late_ns * 7 + fired_late) / 8;
-            }
-        }
-        uncounted = late + rearm_cost_ns + fires_late_ns;
+    const uint64_t now = cpu_time_ns(CLOCK_THREAD_CPUTIME_ID);
+    const uint64_t due = next_due_cpu_ns + period_ns;
+    uint64_t period = period_ns;
+    if (catch_up && now != 0 && due > now && due - now >= period_ns - period_ns / 4 &&
+        due - now <= period_ns + period_ns / 4) {
+        period = due - now;
+        next_due_cpu_ns = due;
+    } else {
+        next_due_cpu_ns = now + period_ns;
     }
-    uint64_t period = overflow_ns != 0 && uncounted <= period_ns / 8 ? period_ns - uncounted : period_ns;
-    const uint64_t started = platform::monotonic_ns();
     ioctl(perf_fd, PERF_EVENT_IOC_PERIOD, &period);  // resets what is left of the period
     ioctl(perf_fd, PERF_EVENT_IOC_REFRESH, 1);
-    rearmed_at_ns = platform::monotonic_ns();
-    rearm_cost_ns = rearmed_at_ns - started;
-    armed_period_ns = period;
 }
 
-ThreadClock::Overflow ThreadClock::read_overflow(uint64_t* out, size_t max) const {
-    Overflow overflow;
+size_t ThreadClock::read_kernel_chain(uint64_t* out, size_t max) const {
+    size_t frames = 0;
     if (!perf_ring) {
-        return overflow;
+        return frames;
     }
     auto* meta = static_cast<perf_event_mmap_page*>(perf_ring);
     const auto* data = static_cast<const uint8_t*>(perf_ring) + meta->data_offset;
@@ -181,25 +183,24 @@ ThreadClock::Overflow ThreadClock::read_overflow(uint64_t* out, size_t max) cons
         if (size < sizeof(perf_event_header) || tail + size > head) {
             break;
         }
-        if (type == PERF_RECORD_SAMPLE && size >= 16) {  // the latest one wins
-            // PERF_SAMPLE_TIME comes before PERF_SAMPLE_CALLCHAIN in a sample record.
-            overflow.time_ns = word(tail + 8);
-            overflow.kernel_frames = 0;
-            const uint64_t nr = kernel_chains && size >= 24 ? word(tail + 16) : 0;
-            for (uint64_t i = 0; i < nr && 24 + 8 * i < size; ++i) {
-                uint64_t ip = word(tail + 24 + 8 * i);
+        if (type == PERF_RECORD_SAMPLE) {  // the latest one wins
+            frames = 0;
+            // The record is the header, then PERF_SAMPLE_CALLCHAIN: nr, then nr addresses.
+            const uint64_t nr = kernel_chains && size >= 16 ? word(tail + 8) : 0;
+            for (uint64_t i = 0; i < nr && 16 + 8 * i < size; ++i) {
+                uint64_t ip = word(tail + 16 + 8 * i);
                 if (ip >= static_cast<uint64_t>(PERF_CONTEXT_MAX)) {
                     continue;  // a context marker (PERF_CONTEXT_KERNEL)
                 }
-                if (overflow.kernel_frames < max) {
-                    out[overflow.kernel_frames++] = ip;
+                if (frames < max) {
+                    out[frames++] = ip;
                 }
             }
         }
         tail += size;
     }
     __atomic_store_n(&meta->data_tail, head, __ATOMIC_RELEASE);
-    return overflow;
+    return frames;
 }
 
 void ThreadClock::disarm() {
