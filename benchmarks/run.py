@@ -81,9 +81,11 @@ def summarize(runs, base, tool, base_cpu=None):
         cell["cpu_ratio"] = statistics.median(cpu) / base_cpu
     if tool.rate:
         # Requested: the rate over the time from the start to the end of the work (a sampler is
-        # not asked to sample the post-processing): wall time, or the target's CPU time.
+        # not asked to sample the post-processing): wall time, or for a CPU-time sampler the CPU
+        # time of the program's threads during the work (its samples are counted over the same
+        # span, and a tool's own helper threads are not the program's).
         def requested(r):
-            return tool.rate * (r["cpu"] if tool.clock == "cpu" else r["wall"] - r["post"])
+            return tool.rate * (r["program_cpu"] if tool.clock == "cpu" else r["wall"] - r["post"])
 
         fractions = [r["samples"] / requested(r) for r in runs if "samples" in r]
         cell["sample_fraction"] = statistics.median(fractions) if fractions else None

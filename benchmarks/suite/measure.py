@@ -79,10 +79,11 @@ def run_once(env, tool, workload, scale, extra=(), keep=None):
             "output_bytes": tree_size(out) + extra_bytes,
             "cpu": inner.get("cpu"),
             "work_cpu": inner.get("work_cpu"),
+            "program_cpu": inner.get("program_cpu"),
         }
         if tool.samples:
             try:
-                figures["samples"] = tool.samples(str(out), env)
+                figures["samples"] = tool.samples(str(out), env, inner)
             except (OSError, ValueError, subprocess.CalledProcessError) as e:
                 figures["samples_error"] = str(e)
         if keep:

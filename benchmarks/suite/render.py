@@ -150,8 +150,10 @@ def markdown(results):
            "difference. Post-processing is from the end of the work to the process's exit (untraced: interpreter "
            "shut-down). Output is everything the tool wrote (trace, capture, profile, perf map, jitdump). "
            "Samplers are asked for ~1 kHz (perf: 999 Hz); arrived / requested counts samples against the rate times "
-           "the time from the start to the end of the work: wall time, or for CPU-time samplers (perf's cpu-clock, "
-           "etwtrace's sampler) the target's CPU time; threads sampled separately count separately.", "",
+           "the time from the start to the end of the work: wall time (the samples in the whole output: py-spy's "
+           "and Austin's carry no time), or for CPU-time samplers (perf's cpu-clock, etwtrace's sampler) the CPU "
+           "time of the program's own threads during the work, against the samples timed within it; threads "
+           "sampled separately count separately.", "",
            "## Every CPython: geometric mean over the workloads / fib / instructions per fib call over untraced", ""]
     out += across_versions(results) + [""]
     for version, vr in results["versions"].items():

@@ -7,7 +7,9 @@ returns the full argv. `needs` names what must be in the environment ("module:NA
 by its python, "bin:NAME" an executable in its bin directory or on PATH); `since` the first
 CPython that has it. Samplers give the rate they were asked for (per second of wall time, or
 of the target's CPU time: perf's cpu-clock and our sampler) and a function counting the
-samples that arrived, from the output directory (and the environment, to read it with). `callgrind` is empty when the tool runs in
+samples that arrived, from the output directory, the environment (to read it with) and the
+workload's own figures (its start and end, to count only the samples taken during the work
+where the samples carry a time). `callgrind` is empty when the tool runs in
 the target process (its instructions are counted), else the reason it is not counted.
 
 Adding a tool is adding one line to TOOLS.
@@ -64,13 +66,13 @@ def scalene(env, out, script):
             script[0], "---", *script[1:]]
 
 
-def capture_samples(out, env):
+def capture_samples(out, env, work=None):
     """CPU samples in an etwtrace capture: its SampledProfile events, read by read() (the events
     file's layout is the reader's business: counting its lines broke with its version 2)."""
-    return read_samples(env, [os.path.join(out, "capture")])
+    return read_samples(env, [os.path.join(out, "capture")], work)
 
 
-def pyspy_samples(out, env=None):
+def pyspy_samples(out, env=None, work=None):
     """py-spy's raw format: one 'frame;frame;... COUNT' line per distinct stack."""
     total = 0
     with open(os.path.join(out, "py-spy.txt")) as f:
@@ -81,24 +83,31 @@ def pyspy_samples(out, env=None):
     return total
 
 
-def austin_samples(out, env=None):
+def austin_samples(out, env=None, work=None):
     """Austin's text format: one line per sample and thread; '#' lines are metadata."""
     with open(os.path.join(out, "austin.txt"), errors="replace") as f:
         return sum(1 for line in f if line.strip() and not line.startswith("#"))
 
 
-COUNT_SAMPLES = ("import sys, etwtrace; print(sum(1 for path in sys.argv[1:] "
-                 "for _ in etwtrace.read(path, names={'SampledProfile'})))")
+# argv: START_NS END_NS PATH...; counts the SampledProfile events timed from START_NS to END_NS.
+COUNT_SAMPLES = ("import sys, etwtrace; start, end = int(sys.argv[1]), int(sys.argv[2]); "
+                 "print(sum(1 for path in sys.argv[3:] for e in etwtrace.read(path, names={'SampledProfile'}) "
+                 "if start <= e.timestamp <= end))")
 
 
-def read_samples(env, paths):
-    proc = subprocess.run([env.python, "-c", COUNT_SAMPLES, *paths], capture_output=True, text=True, check=True)
+def read_samples(env, paths, work=None):
+    """Samples in etwtrace's outputs (both clocks are CLOCK_MONOTONIC): those taken during the work
+    when `work` (the workload's figures) is given, else all of them."""
+    start, end = (int(work["start"] * 1e9), int(work["end"] * 1e9)) if work else (0, 2 ** 64)
+    proc = subprocess.run([env.python, "-c", COUNT_SAMPLES, str(start), str(end), *paths],
+                          capture_output=True, text=True, check=True)
     return int(proc.stdout)
 
 
-def trace_samples(out, env):
+def trace_samples(out, env, work=None):
     """The SampledProfile events of etwtrace's trace files (the sampler mode's), read by read()."""
-    return read_samples(env, [os.path.join(out, name) for name in sorted(os.listdir(out)) if name.endswith(".etwtrace")])
+    return read_samples(env, [os.path.join(out, name) for name in sorted(os.listdir(out)) if name.endswith(".etwtrace")],
+                        work)
 
 
 TOOLS = [

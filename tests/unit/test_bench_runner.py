@@ -44,6 +44,9 @@ def test_smallest_configuration_accounts_for_every_tool(tmp_path):
             assert "failed" not in cell, (name, cell)
             assert cell["reps"] == 1 and cell["median_s"] > 0 and cell["ratio"] > 0
             assert f"| {name} |" in markdown
+            if name == "etwtrace sampler":
+                # Its samples are counted during the work only, against the program's CPU time then.
+                assert cell["samples"] is not None and cell["sample_fraction"] is not None, cell
     # What must run wherever the tests run: the baseline, etwtrace's own modes, cProfile, and
     # CPython's perf support from the version that has it.
     for name in ("untraced", "etwtrace loaded, idle", "etwtrace stack", "etwtrace instrumented", "cProfile"):
@@ -85,3 +88,17 @@ def test_merge_takes_only_measured_cells_from_a_later_run():
     run.merge_tools(into, counts_only)
     assert into["runs"]["fib"] == {"untraced": {"median_s": 1.0}, "A": {"ratio": 2.0}, "B": {"ratio": 1.5}}
     assert into["tools"]["B"] == {}
+
+
+def test_workload_reports_the_programs_own_cpu_time_during_the_work(tmp_path):
+    # What a CPU-time sampler is asked for: the main thread's and every `threading` thread's CPU
+    # time from the start to the end of the work (the threads' own clocks, summed).
+    result = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "workload.py"), "threaded", "0.5", str(result)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(result.read_text())
+    assert figures["start"] < figures["end"]
+    assert figures["end"] - figures["start"] >= figures["elapsed"]
+    # Four workers on at most the machine's CPUs: the program's CPU is most of the work's.
+    assert 0.8 * figures["work_cpu"] <= figures["program_cpu"] <= figures["work_cpu"] * 1.01, figures
