@@ -149,7 +149,7 @@ def markdown(results):
            "but blind to a sampler pausing the target from outside. Instructions per call are callgrind counts of fib(20) minus fib(16) over the calls' "
            "difference. Post-processing is from the end of the work to the process's exit (untraced: interpreter "
            "shut-down). Output is everything the tool wrote (trace, capture, profile, perf map, jitdump). "
-           "Samplers are asked for ~1 kHz (perf: 999 Hz); arrived / requested counts samples against the rate times "
+           "Samplers are asked for ~1 kHz (perf: 999 Hz; etwtrace's sampler also at its default 100 Hz); arrived / requested counts samples against the rate times "
            "the time from the start to the end of the work: wall time (the samples in the whole output: py-spy's "
            "and Austin's carry no time), or for CPU-time samplers (perf's cpu-clock, etwtrace's sampler) the CPU "
            "time of the program's own threads during the work, against the samples timed within it; threads "

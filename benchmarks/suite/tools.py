@@ -122,6 +122,8 @@ TOOLS = [
     Tool("etwtrace sampler", "etwtrace",
          prefix("{py}", "-m", "etwtrace", "--sampler", "--sample-rate", "1000", "--quiet", "--"),
          rate=1000, clock="cpu", samples=trace_samples, callgrind=CPU_TIMER),
+    Tool("etwtrace sampler, default 100 Hz", "etwtrace", prefix("{py}", "-m", "etwtrace", "--sampler", "--quiet", "--"),
+         rate=100, clock="cpu", samples=trace_samples, callgrind=CPU_TIMER),
     Tool("-X perf", "CPython", prefix("{py}", "-X", "perf"), since=(3, 12)),
     Tool("-X perf_jit", "CPython", prefix("{py}", "-X", "perf_jit"), since=(3, 13)),
     Tool("cProfile", "tracer", prefix("{py}", "-m", "cProfile", "-o", "{out}/cprofile.pstats")),
