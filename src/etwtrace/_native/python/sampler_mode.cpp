@@ -184,11 +184,11 @@ bool scan_threads() {
     return all_started;
 }
 
-void drain_all(bool flush, bool may_defer = false) {
+void drain_all(bool flush, KernelNames kernel_names) {
     reset_slot_words();
     bool complete = true;
     for (SampledThread* t : g_threads) {
-        complete = drain_ring(*t, 0, g_counters, may_defer) && complete;
+        complete = drain_ring(*t, 0, g_counters, kernel_names) && complete;
         if (flush) {
             t->buffer.flush();
         }
@@ -256,7 +256,7 @@ int drain_round_pending(void* arg) {
     const auto value = reinterpret_cast<uintptr_t>(arg);
     if (g_enabled) {
         scan_threads();
-        drain_all((value & kRoundFlushes) != 0, true);
+        drain_all((value & kRoundFlushes) != 0, KernelNames::WaitInRing);
     }
     {
         std::lock_guard<std::mutex> lock(*g_drain_mu);
@@ -329,7 +329,7 @@ void drain_loop() {
             const bool all_started = scan_threads();
             known_head = all_started ? PyInterpreterState_ThreadHead(interp) : nullptr;
             if (drain_due) {
-                drain_all(flush, true);
+                drain_all(flush, KernelNames::WaitInRing);
                 if (flush) {
                     last_flush = now;
                 }
@@ -410,6 +410,10 @@ void finish() {
     }
     stop_drain();
     g_enabled = false;
+    // The last drains: any kernel frames left are named now (the program is done).
+    if (std::any_of(g_threads.begin(), g_threads.end(), [](SampledThread* t) { return kernel_names_needed(*t); })) {
+        etwtrace::sampler::load_kernel_symbols();
+    }
     for (SampledThread* t : g_threads) {
         retire(t);
     }
@@ -455,7 +459,7 @@ PyMethodDef atexit_def = {"_etwtrace_sampler_atexit", atexit_hook, METH_NOARGS, 
 PyObject* before_fork(PyObject*, PyObject*) {
     if (g_enabled) {
         stop_drain();
-        drain_all(true);
+        drain_all(true, KernelNames::NameLater);
         g_writer->pause();
     }
     Py_RETURN_NONE;

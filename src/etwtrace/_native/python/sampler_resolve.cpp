@@ -95,6 +95,17 @@ auto* g_nodes = new std::unordered_map<NodeKey, uint64_t, NodeHash>();
 auto* g_lines = new std::unordered_map<uint64_t, int32_t>();  // function id << 32 | offset -> line
 auto* g_defined = new std::unordered_set<uint32_t>();  // FunctionIDs defined in this file
 uint64_t g_next_node = 1;
+
+// A sample resolved before the kernel's names were loaded (a drain that cannot wait: before a
+// code object dies, before a mark): its user-space part is in the tree, and the sample names
+// `leaf`, a node defined once its kernel frames (leaf first) can be named under `parent`.
+struct DeferredKernelFrames {
+    uint64_t leaf;
+    uint64_t parent;
+    std::vector<uint64_t> pcs;
+};
+auto* g_deferred = new std::vector<DeferredKernelFrames>();
+
 constexpr uint32_t kUnresolvedFunction = 0;  // FunctionIDs from the registry start at 1
 
 uint64_t intern(trace::ThreadBuffer& buffer, uint64_t parent, uint64_t frame, int32_t line) {
@@ -243,6 +254,7 @@ bool install_code_death_hook() {
 }
 
 void resolver_reset() {
+    g_deferred->clear();
     g_nodes->clear();
     g_lines->clear();
     g_defined->clear();
@@ -310,25 +322,65 @@ void set_hidden_eval_calls(PyThreadState* tstate, size_t calls) {
 namespace {
 bool g_kernel_symbols_requested = false;
 
-bool has_kernel_frames(SampleRing& ring, uint64_t at, size_t count) {
-    for (size_t j = 0; j < count; ++j) {
-        if (ring.at(at + j) >= kKernelStart) {
-            return true;
+// The kernel frames of a sample lead its native part (leaf first).
+size_t leading_kernel_frames(SampleRing& ring, uint64_t at, size_t count) {
+    size_t n = 0;
+    while (n < count && ring.at(at + n) >= kKernelStart) {
+        ++n;
+    }
+    return n;
+}
+
+void name_deferred_kernel_frames(trace::ThreadBuffer& buffer) {
+    for (const DeferredKernelFrames& d : *g_deferred) {
+        uint64_t node = d.parent;
+        for (size_t j = d.pcs.size(); j-- > 0;) {  // root first
+            const NativeFrame frame = native_frame(d.pcs[j], false);
+            define_symbol(buffer, frame.symbol);
+            const uint64_t framed = uint64_t{frame.symbol} << 1 | 1;
+            if (j > 0) {
+                node = intern(buffer, node, framed, 0);
+            } else {
+                buffer.stack_node(d.leaf, node, framed, 0);  // the id the sample already names
+            }
         }
     }
-    return false;
+    g_deferred->clear();
 }
 }  // namespace
 
 bool kernel_symbols_requested() { return g_kernel_symbols_requested; }
 
-bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool may_defer) {
+bool kernel_names_needed(SampledThread& t) {
+    if (!g_deferred->empty()) {
+        return true;
+    }
+    SampleRing& ring = t.ring;
+    const uint64_t head = ring.head.load(std::memory_order_acquire);
+    for (uint64_t at = ring.tail.load(std::memory_order_relaxed); at < head;) {
+        const uint64_t header = ring.at(at);
+        const size_t frames = static_cast<size_t>(header & 0xffff);
+        const size_t native_count = static_cast<size_t>((header >> 24) & 0xff);
+        const uint64_t native_at = at + etwtrace::sampler::kHeaderWords + 2 * frames;
+        if (leading_kernel_frames(ring, native_at, native_count) > 0) {
+            return true;
+        }
+        at = native_at + native_count;
+    }
+    return false;
+}
+
+bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, KernelNames kernel_names) {
     using etwtrace::sampler::kEntryFrame;
     using etwtrace::sampler::kHeaderWords;
     // A code object freed while this drain runs (a reference dropped by a lookup, a collection
     // on 3.9-3.11) must not start another drain of the ring this one is consuming: it is logged.
     const bool was_draining = g_draining;
     g_draining = true;
+    const bool kernel_names_loaded = etwtrace::sampler::kernel_symbols_loaded();
+    if (kernel_names_loaded && !g_deferred->empty()) {
+        name_deferred_kernel_frames(t.buffer);
+    }
     SampleRing& ring = t.ring;
     uint64_t tail = ring.tail.load(std::memory_order_relaxed);
     const uint64_t head = ring.head.load(std::memory_order_acquire);
@@ -343,9 +395,15 @@ bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool 
         const uint64_t deaths_then = ring.at(tail + 2);
         const uint64_t python_at = tail + kHeaderWords;
         const uint64_t native_at = python_at + 2 * frames;
-        if (may_defer && !etwtrace::sampler::kernel_symbols_loaded() && has_kernel_frames(ring, native_at, native_count)) {
+        // Kernel frames whose names wait for /proc/kallsyms (loading it here would stall the
+        // program): the sample waits in the ring, or, from a drain that cannot wait, its
+        // kernel frames are named later.
+        const size_t unnamed_kernel = kernel_names_loaded ? 0 : leading_kernel_frames(ring, native_at, native_count);
+        if (unnamed_kernel > 0) {
             g_kernel_symbols_requested = true;
-            break;  // this sample and those after it wait in the ring for the kernel's names
+            if (kernel_names == KernelNames::WaitInRing) {
+                break;  // this sample and those after it wait in the ring
+            }
         }
         auto word = [&](size_t i) { return ring.at(python_at + 2 * i); };
         auto instr = [&](size_t i) { return ring.at(python_at + 2 * i + 1); };
@@ -356,6 +414,10 @@ bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool 
         natives.clear();
         size_t evals = 0;
         for (size_t j = 0; j < native_count; ++j) {
+            if (j < unnamed_kernel) {
+                natives.push_back(NativeFrame{0, false});  // named later: see below
+                continue;
+            }
             // The first user-space address is the interrupted instruction, the others return addresses.
             const uint64_t pc = ring.at(native_at + j);
             const bool leaf = j == 0 || (ring.at(native_at + j - 1) >= kKernelStart && pc < kKernelStart);
@@ -388,7 +450,7 @@ bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool 
         uint64_t node = 0;
         if (merge) {
             size_t group = 0;
-            for (size_t j = native_count; j-- > 0;) {
+            for (size_t j = native_count; j-- > unnamed_kernel;) {
                 if (!natives[j].eval_loop) {
                     define_symbol(t.buffer, natives[j].symbol);
                     node = intern(t.buffer, node, uint64_t{natives[j].symbol} << 1 | 1, 0);
@@ -410,6 +472,14 @@ bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool 
             for (size_t i = frames; i-- > 0;) {  // root first
                 node = python_frame(t, node, word(i), instr(i), deaths_then, flags, counters);
             }
+        }
+        if (merge && unnamed_kernel > 0) {
+            DeferredKernelFrames d{g_next_node++, node, {}};
+            for (size_t j = 0; j < unnamed_kernel; ++j) {
+                d.pcs.push_back(ring.at(native_at + j));
+            }
+            node = d.leaf;
+            g_deferred->push_back(std::move(d));
         }
         if (flags & format::kSampleTruncated) {
             ++counters.truncated;

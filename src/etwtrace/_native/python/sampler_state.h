@@ -90,12 +90,20 @@ void resolver_reset();               // a new trace file: no definitions or node
 void resolver_stop();                // disable(): stop logging deaths
 void resolver_clear_deaths();        // after a complete drain: older deaths cannot matter
 // Consumes `t`'s ring into its buffer (definitions, nodes, samples); `extra_flags` are added
-// to every sample's flags. With `may_defer`, it stops at the first sample with kernel frames
-// while the kernel's symbols are not loaded (loading them under the GIL would stall the
-// program) and asks for them: kernel_symbols_requested(). True when the ring was consumed to
-// the head it saw; after a drain that left samples behind, the death log must be kept.
-bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters, bool may_defer = false);
-bool kernel_symbols_requested();  // a deferring drain met kernel frames
+// to every sample's flags. A sample with kernel frames met while the kernel's symbols are not
+// loaded (loading them here would stall the program) asks for them
+// (kernel_symbols_requested()) and, by `kernel_names`, either waits in the ring with the
+// samples after it (a drain round), or is written at once, its kernel frames defined by a
+// later drain once the names are loaded (a drain that cannot wait: before a code object dies,
+// before a mark, as a thread is retired). True when the ring was consumed to the head it saw;
+// after a drain that left samples behind, the death log must be kept.
+enum class KernelNames { WaitInRing, NameLater };
+bool drain_ring(SampledThread& t, uint8_t extra_flags, Counters& counters,
+                KernelNames kernel_names = KernelNames::NameLater);
+bool kernel_symbols_requested();  // a drain met kernel frames before their names were loaded
+// True when a sample of `t`'s ring or one already written still needs the kernel's names: the
+// last drains (disable()) load them first.
+bool kernel_names_needed(SampledThread& t);
 
 // The launcher runs the target with its own Python frames set aside (main_context.cpp), but
 // their eval-loop calls stay on the C stack: `calls` of them under `tstate`'s frames, which
