@@ -507,6 +507,7 @@ PyObject* after_fork_child(PyObject*, PyObject*) {
     }
     resolver_reset();
     g_active.store(true);
+    g_rounds_done = g_rounds_asked;  // a round the parent queued may not survive fork(): not awaited
     scan_threads();
     start_drain();
     Py_RETURN_NONE;
