@@ -17,8 +17,16 @@ def geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
+def in_table_order(names):
+    """`names` in the tool table's order (a merged file may have added some later)."""
+    from . import tools
+
+    order = {tool.name: i for i, tool in enumerate(tools.TOOLS)}
+    return sorted(names, key=lambda name: order.get(name, len(order)))
+
+
 def tool_rows(version_result):
-    return [name for name, info in version_result["tools"].items() if "skipped" not in info]
+    return in_table_order([name for name, info in version_result["tools"].items() if "skipped" not in info])
 
 
 def ratio_table(vr, workloads):
@@ -118,6 +126,7 @@ def across_versions(results):
     names = []
     for vr in versions.values():
         names += [n for n in vr["tools"] if n not in names]
+    names = in_table_order(names)
     head = " | ".join(f"{v} all / fib / instr." for v in versions)
     lines = [f"| tool | {head} |", "|---|" + "---|" * len(versions)]
     for name in names:
