@@ -166,9 +166,30 @@ class StackSamplingTracer(_TracingMixin):
 
 
 class InstrumentedTracer(_TracingMixin):
-    """Records entry and exit of every Python and C call."""
+    """Records entry and exit of every Python and C call.
+
+    samples=True also runs the sampler (SamplingTracer) for the same run, on the same clock:
+    its samples go to a companion file beside the trace (etwtrace-<pid>.etwtrace ->
+    etwtrace-<pid>.samples.etwtrace; samples_path), and read() or `report` of both files, or of
+    their directory, give one timeline. sample_rate (per second of each thread's CPU time,
+    default 100) and sample_clock ('cpu' or 'wall') are the sampler's rate and clock.
+    """
 
     _mode = "instrumented"
+
+    def __init__(self, samples=False, sample_rate=None, sample_clock=None):
+        options = {"samples": True} if samples else {}
+        if sample_rate is not None or sample_clock is not None:
+            if not samples:
+                raise ValueError("sample_rate and sample_clock need samples=True")
+            options.update({k: v for k, v in (("sample_rate", sample_rate), ("sample_clock", sample_clock))
+                            if v is not None})
+        super().__init__(**options)
+
+    @property
+    def samples_path(self):
+        """The file the samples go to with samples=True (None when not sampling)."""
+        return self._module._sampler_trace_path()
 
 
 class SamplingTracer(_TracingMixin):

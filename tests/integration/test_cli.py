@@ -399,7 +399,17 @@ def test_a_launch_imports_only_what_the_mode_needs(tmp_path, mode):
 
 def test_two_modes_at_once_is_a_mistake(capsys):
     assert 1 == CLI.main(["--stack", "--instrument", "--", "x.py"])
-    assert capsys.readouterr().err == "etwtrace: --stack and --instrument cannot be used together; choose one mode\n"
+    assert capsys.readouterr().err == ("etwtrace: --stack and --instrument cannot be used together; choose one mode "
+                                       "(only --instrument and --sampler go together)\n")
+
+
+def test_instrument_and_sampler_go_together():
+    from etwtrace._cli.options import parse
+
+    for args in (["--instrument", "--sampler"], ["--sampler", "--instrument"]):
+        command = parse([*args, "--sample-rate", "500", "--", "a.py"])
+        assert command.mode == "instrumented" and command.tracer_options == {"samples": True, "sample_rate": 500}
+    assert parse(["--sampler", "--wall-clock", "--", "a.py"]).tracer_options == {"clock": "wall"}
 
 
 def test_keep_perf_data_reaches_the_capture_and_needs_one():

@@ -54,7 +54,7 @@ def _main(args):
     if command.target is not None and not command.unused:
         from .run import run_target
 
-        tracer = (tracer_cls or etwtrace.StackSamplingTracer)(**command.sampler_options)
+        tracer = (tracer_cls or etwtrace.StackSamplingTracer)(**command.tracer_options)
         return run_target(command.target, tracer, command.capture_path, command.capture_options,
                           quiet=command.quiet)
 

@@ -29,6 +29,10 @@ Usage: python -m etwtrace [--stack | --instrument | --sampler] [--capture PATH] 
                         CPU time and its Python stack (with line numbers) goes into a trace
                         file; no hook runs between samples (docs/sampler.md). No perf needed.
                           python -m etwtrace --sampler -- app.py
+                        With --instrument, both in one run, on one clock: the samples go
+                        to a companion file (etwtrace-<pid>.samples.etwtrace) and `report`
+                        of the directory shows both.
+                          python -m etwtrace --instrument --sampler --sample-rate 1000 -- app.py
     --sample-rate N     Sampler: samples per second of each thread's CPU time (default 100).
                           python -m etwtrace --sampler --sample-rate 1000 -- app.py
     --wall-clock        Sampler: sample every thread per period of wall time, so time spent
@@ -125,6 +129,7 @@ class Command:
 
     def __init__(self):
         self.mode = None  # "stack", "instrumented" or "sampler"; None: not given (stack)
+        self.instrumented_with_samples = False  # --instrument --sampler: both, one clock
         self.sample_rate = None  # --sample-rate (sampler)
         self.wall_clock = False  # --wall-clock (sampler)
         self.quiet = False  # do not say which files the tracer writes
@@ -137,13 +142,16 @@ class Command:
         self.unused = []
 
     @property
-    def sampler_options(self):
-        """The SamplingTracer's keyword arguments from --sample-rate and --wall-clock."""
+    def tracer_options(self):
+        """The tracer's keyword arguments: the SamplingTracer's from --sample-rate and
+        --wall-clock, or for --instrument --sampler the InstrumentedTracer's samples options."""
         options = {}
         if self.sample_rate is not None:
             options["rate"] = int(self.sample_rate)
         if self.wall_clock:
             options["clock"] = "wall"
+        if self.instrumented_with_samples:
+            return {"samples": True, **{"sample_" + key: value for key, value in options.items()}}
         return options
 
     @property
@@ -190,10 +198,15 @@ def parse(args):
         if eq or kind is None:
             command.unused.append(arg)
         elif kind == "mode":
-            if command.mode not in (None, what):
+            if {command.mode, what} == {"instrumented", "sampler"}:
+                command.mode, command.instrumented_with_samples = "instrumented", True  # one run, both
+            elif command.instrumented_with_samples and what in ("instrumented", "sampler"):
+                pass
+            elif command.mode not in (None, what):
                 raise UsageError(f"{MODE_OPTIONS[command.mode]} and {MODE_OPTIONS[what]} cannot be used together; "
-                                 "choose one mode")
-            command.mode = what
+                                 "choose one mode (only --instrument and --sampler go together)")
+            else:
+                command.mode = what
         elif kind == "flag":
             setattr(command, what, True)
         elif kind == "action":
@@ -214,7 +227,8 @@ def parse(args):
         if not rate.isdigit() or not 1 <= int(rate) <= 100000:
             raise UsageError(f"--sample-rate needs a whole number of samples per second from 1 to 100000, "
                              f"not {rate!r}; for example: --sample-rate 1000")
-    if (command.sample_rate is not None or command.wall_clock) and command.mode != "sampler":
+    if (command.sample_rate is not None or command.wall_clock) and command.mode != "sampler" \
+            and not command.instrumented_with_samples:
         option = "--sample-rate" if command.sample_rate is not None else "--wall-clock"
         raise UsageError(f"{option} only applies to the sampler; add --sampler")
     if command.target is not None and not command.unused and command.capture_path is None:

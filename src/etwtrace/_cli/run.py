@@ -104,7 +104,8 @@ def _files_written(tracer):
     from .. import _etwtrace
 
     if tracer._mode == "instrumented":
-        return [os.path.abspath(_etwtrace._instrumented_trace_path())]
+        samples = _etwtrace._sampler_trace_path()  # InstrumentedTracer(samples=True)
+        return [os.path.abspath(_etwtrace._instrumented_trace_path())] + ([os.path.abspath(samples)] if samples else [])
     if tracer._mode == "sampler":
         return [os.path.abspath(_etwtrace._sampler_trace_path())]
     pid = os.getpid()
@@ -174,7 +175,7 @@ def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=Fals
     # A launcher started in a way etwtrace.pth could not recognise (runpy, say) was traced from
     # start-up: the program is traced once, by the tracer the launcher was asked for.
     etwtrace._stop_automatic_tracing()
-    if tracer._mode == "sampler":
+    if tracer._mode == "sampler" or tracer._options.get("samples"):
         # The sampler sees every frame running, the launcher's too: runpy's frames (python -m
         # etwtrace) sit below the target's <module>, where an untraced run has none.
         import runpy
@@ -185,8 +186,12 @@ def run_target(argv, tracer, capture_path=None, capture_options=None, quiet=Fals
     except RuntimeError as ex:  # another eval-frame hook (-X perf, a debugger): not ours to replace
         raise TracingError(str(ex).replace("etwtrace: ", "", 1)) from None
     if not quiet and not in_capture:
-        print(f"etwtrace: {tracer._mode} mode writes {' and '.join(_files_written(tracer))}",
-              file=sys.stderr, flush=True)
+        files = _files_written(tracer)
+        if len(files) == 2 and tracer._mode == "instrumented":
+            what = f"{files[0]} and its samples to {files[1]}"
+        else:
+            what = " and ".join(files)
+        print(f"etwtrace: {tracer._mode} mode writes {what}", file=sys.stderr, flush=True)
     from .. import _etwtrace
 
     try:

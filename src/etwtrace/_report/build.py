@@ -196,7 +196,9 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
         # The sampler's trace files hold samples: read() streams them as it streams perf's.
         sampled = any(a.get("samples") for a in aggregates)
         if sampled and kind != "capture":
-            profile.mode = "sampler"
+            # Samples alone, or with an instrumented trace of the same run (--instrument --sampler).
+            timed = any(a.get("function_totals") for a in aggregates)
+            profile.mode = "instrumented+sampler" if timed else "sampler"
         if has_perf or sampled:
             status.stage = "reading perf data" if has_perf else "reading the samples"
             _stream_events(builder, path, window, status, is_capture=kind == "capture")

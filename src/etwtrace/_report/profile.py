@@ -131,7 +131,7 @@ class Health:
 @dataclass
 class Profile:
     source: str = ""  # the path that was read
-    mode: str = ""  # "stack", "instrumented", or "trace" (a plain trace file)
+    mode: str = ""  # "stack", "instrumented", "sampler", "instrumented+sampler", or "trace" (a plain trace file)
     start_ns: int = 0  # CLOCK_MONOTONIC of the first event
     end_ns: int = 0
     sample_period_ns: int = 0  # mean period of one CPU sample (0 when unknown)

@@ -102,7 +102,8 @@ class Summary:
 
     def _header(self):
         p = self.p
-        modes = {"stack": "stack sampling", "instrumented": "instrumented", "trace": "trace file", "sampler": "sampler"}
+        modes = {"stack": "stack sampling", "instrumented": "instrumented", "trace": "trace file", "sampler": "sampler",
+                 "instrumented+sampler": "instrumented, with the sampler's samples"}
         threads = set()
         for table in p.weights.values():
             threads.update((pid, tid) for pid, tid, _s in table)

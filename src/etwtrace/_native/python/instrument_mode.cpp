@@ -27,6 +27,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "platform/linux.h"
@@ -52,6 +53,7 @@ namespace {
 
 TraceWriter* g_writer = nullptr;
 std::string g_user_path;         // trace_path option, or empty
+bool g_with_samples = false;     // the sampler runs alongside, into a companion file
 std::mutex* g_threads_mu = new std::mutex();  // guards g_threads against exiting threads
 std::vector<ThreadState*> g_threads;
 std::unordered_map<PyThreadState*, std::vector<Entry>>* g_replay =
@@ -244,6 +246,10 @@ void finish_trace() {
     if (!g_enabled) {
         return;
     }
+    if (g_with_samples) {
+        g_with_samples = false;
+        sampler_mode().disable();  // its last drains look functions up in the registry reset below
+    }
     g_enabled = false;
     g_fork_return_key = nullptr;  // its thread state goes now (a paused writer finishes as well)
     g_forking_thread = nullptr;
@@ -415,7 +421,37 @@ public:
             finish_trace();
             return false;
         }
+        if (!start_samples(ignored, include, options)) {
+            compat::SavedException saved;
+            finish_trace();
+            return false;
+        }
         return true;
+    }
+
+    // With the option "samples" (and "sample_rate", "sample_clock"), the sampler runs too, on
+    // the same clock, into a companion file of this trace (run.etwtrace -> run.samples.etwtrace).
+    bool start_samples(PyObject* ignored, PyObject* include, PyObject* options) {
+        PyObject* samples = options ? PyDict_GetItemString(options, "samples") : nullptr;
+        if (!samples || !PyObject_IsTrue(samples)) {
+            return !PyErr_Occurred();
+        }
+        PyObject* sampler_options = PyDict_New();
+        if (!sampler_options) {
+            return false;
+        }
+        bool ok = true;
+        for (const auto& [from, to] : {std::pair{"sample_rate", "rate"}, std::pair{"sample_clock", "clock"}}) {
+            PyObject* value = PyDict_GetItemString(options, from);
+            ok = ok && (!value || PyDict_SetItemString(sampler_options, to, value) == 0);
+        }
+        PyObject* path = PyUnicode_DecodeFSDefault(g_writer->path().c_str());
+        ok = ok && path && PyDict_SetItemString(sampler_options, "companion_of", path) == 0;
+        Py_XDECREF(path);
+        ok = ok && sampler_mode().enable(ignored, include, sampler_options);
+        Py_DECREF(sampler_options);
+        g_with_samples = ok;
+        return ok;
     }
 
     bool disable() override {

@@ -64,6 +64,10 @@ SourceChoice g_source_choice = SourceChoice::Auto;
 format::SampleSource g_source = format::SampleSource::PerfTaskClock;
 bool g_fallback_reported = false;
 std::string g_user_path;
+// Beside the instrumented mode's trace file (InstrumentedTracer(samples=True)): the samples go
+// to a companion file of it, and the function registry is the instrumented mode's, configured
+// and reset by it.
+std::string g_companion_of;
 TraceWriter* g_writer = nullptr;
 std::vector<SampledThread*> g_threads;
 Counters g_counters;
@@ -421,7 +425,9 @@ void finish() {
     g_active.store(false);
     remove_thread_start_hook();
     resolver_stop();
-    registry().reset();
+    if (g_companion_of.empty()) {
+        registry().reset();
+    }
     if (g_writer) {
         write_stats();
         g_writer->finish();
@@ -433,7 +439,12 @@ void finish() {
 bool open_writer(uint32_t parent_pid, bool child, std::string& error) {
     TraceWriter::Options options{Py_GetVersion(), parent_pid};
     std::unique_ptr<TraceWriter> writer;
-    if (g_user_path.empty()) {
+    if (!g_companion_of.empty() && !child) {
+        writer = TraceWriter::open_companion(g_companion_of, ".samples", options, error);
+        if (writer) {
+            g_user_path = writer->path();  // a fork() child's samples go beside it
+        }
+    } else if (g_user_path.empty()) {
         writer = TraceWriter::open_in_directory(env_trace_dir(), options, error);
     } else if (child) {
         writer = TraceWriter::open_beside(g_user_path, options, error);
@@ -529,11 +540,12 @@ bool option_int(PyObject* options, const char* key, long& out) {
 
 bool read_options(PyObject* options) {
     long rate = static_cast<long>(kDefaultRateHz), signal = 0, native = 1;
-    std::string clock, source, path;
+    std::string clock, source, path, companion_of;
     if (!option_int(options, "rate", rate) || !option_int(options, "signal", signal) ||
         !option_int(options, "native", native) ||
         !enable_option_string(options, "clock", clock) || !enable_option_string(options, "source", source) ||
-        !enable_option_string(options, "trace_path", path)) {
+        !enable_option_string(options, "trace_path", path) ||
+        !enable_option_string(options, "companion_of", companion_of)) {
         return false;
     }
     if (rate < 1 || rate > 100000) {
@@ -559,6 +571,7 @@ bool read_options(PyObject* options) {
     g_clock = clock == "wall" ? ClockChoice::Wall : ClockChoice::Cpu;
     g_source_choice = source == "perf" ? SourceChoice::Perf : source == "timer" ? SourceChoice::Timer : SourceChoice::Auto;
     g_user_path = path;
+    g_companion_of = companion_of;
     g_native = native != 0 && etwtrace::sampler::native_unwind_available();
     if (g_native && !etwtrace::sampler::native_unwind_prepare()) {
         g_native = false;
@@ -593,7 +606,7 @@ public:
             PyErr_Format(PyExc_OSError, "etwtrace: cannot create the trace file: %s", error.c_str());
             return false;
         }
-        if (!registry().configure(ignored, include, options, [](FunctionRecord&) {})) {
+        if (g_companion_of.empty() && !registry().configure(ignored, include, options, [](FunctionRecord&) {})) {
             compat::SavedException saved;
             g_writer->finish();
             delete g_writer;

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "platform/linux.h"
 
@@ -92,16 +93,26 @@ std::unique_ptr<TraceWriter> TraceWriter::open_in_directory(const std::string& d
     return open_first_free(base + "etwtrace-" + std::to_string(getpid()), ".etwtrace", options, error);
 }
 
-std::unique_ptr<TraceWriter> TraceWriter::open_beside(const std::string& path, const Options& options,
-                                                      std::string& error) {
+// `path` as its stem and its extension (from the last dot of the file name, if any).
+static std::pair<std::string, std::string> split_extension(const std::string& path) {
     size_t slash = path.rfind('/');
     size_t dot = path.rfind('.');
-    std::string stem = path, ext;
     if (dot != std::string::npos && (slash == std::string::npos || dot > slash + 1)) {
-        stem = path.substr(0, dot);
-        ext = path.substr(dot);
+        return {path.substr(0, dot), path.substr(dot)};
     }
+    return {path, ""};
+}
+
+std::unique_ptr<TraceWriter> TraceWriter::open_beside(const std::string& path, const Options& options,
+                                                      std::string& error) {
+    auto [stem, ext] = split_extension(path);
     return open_first_free(stem + "-" + std::to_string(getpid()), ext, options, error);
+}
+
+std::unique_ptr<TraceWriter> TraceWriter::open_companion(const std::string& path, const std::string& tag,
+                                                         const Options& options, std::string& error) {
+    auto [stem, ext] = split_extension(path);
+    return open_first_free(stem + tag, ext, options, error);
 }
 
 bool TraceWriter::start(int fd, std::string path, const Options& options, std::string& error) {

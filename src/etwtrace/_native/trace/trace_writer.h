@@ -57,6 +57,10 @@ public:
     // `<stem>-<pid><ext>` beside a user-named `path`, for a fork() child; never overwrites.
     static std::unique_ptr<TraceWriter> open_beside(const std::string& path, const Options& options,
                                                     std::string& error);
+    // A new file named after `path` with `tag` before its extension (run.etwtrace ->
+    // run.samples.etwtrace, or run.samples-1.etwtrace when that exists): never an existing file.
+    static std::unique_ptr<TraceWriter> open_companion(const std::string& path, const std::string& tag,
+                                                       const Options& options, std::string& error);
 
     ~TraceWriter();
     TraceWriter(const TraceWriter&) = delete;
