@@ -113,3 +113,16 @@ def test_modes_that_do_not_go_together(tmp_path):
         assert "samples=True" in str(e)
     else:
         raise AssertionError("sample_rate without samples=True was accepted")
+
+
+def test_capture_holds_both_files_and_no_perf_samples(tmp_path):
+    # The sampler samples itself; perf would only add a second set of samples.
+    import json
+
+    capture = tmp_path / "run.etwtrace"
+    proc, _ = run(tmp_path, "--instrument", "--sampler", "--sample-rate", "1000", "--capture", str(capture))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((capture / "manifest.json").read_text())
+    assert manifest["mode"] == "instrumented+sampler" and not (capture / "perf.data").exists()
+    check_one_timeline(capture / "traces")
+    assert {e.get("Event") for e in etwtrace.read(str(capture)) if e.name == "SampledProfile"} == {"task-clock"}

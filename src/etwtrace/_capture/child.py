@@ -71,11 +71,15 @@ def interpreter_flags():
 
 def child_command(mode, argv, options=None):
     """The command line that runs the target under the launcher in `mode` ("stack", ...);
-    `options`: the tracer's options (the sampler's rate and clock)."""
+    `options`: the tracer's options (the sampler's rate and clock, or an instrumented tracer's
+    samples options)."""
     option = {"instrumented": "--instrumented", "sampler": "--sampler"}.get(mode, "--stack")
+    options = options or {}
     extra = []
-    if mode == "sampler":
-        options = options or {}
+    if mode == "instrumented" and options.get("samples"):  # InstrumentedTracer(samples=True)
+        extra.append("--sampler")
+        options = {key[len("sample_"):]: value for key, value in options.items() if key.startswith("sample_")}
+    if mode == "sampler" or extra:
         if options.get("rate") is not None:
             extra.append(f"--sample-rate={int(options['rate'])}")
         if options.get("clock") == "wall":

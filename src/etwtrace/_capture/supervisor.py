@@ -164,7 +164,10 @@ def run(path, argv, tracer, profile_name=None, profile_file=None, keep_perf_data
 
 def _run(path, argv, tracer, profile_name, profile_file, keep_perf_data):
     instrumented = tracer._mode == "instrumented"
-    sampler = tracer._mode == "sampler"
+    # The sampler samples itself, alone or beside instrumented mode: its trace files are the
+    # capture, and perf would only add a second set of samples.
+    with_samples = instrumented and bool(tracer._options.get("samples"))
+    sampler = tracer._mode == "sampler" or with_samples
     path = check_destination(path)
     profile = load_profile(profile_file, profile_name)
     if keep_perf_data:
@@ -209,7 +212,8 @@ def _run(path, argv, tracer, profile_name, profile_file, keep_perf_data):
         "format": _bundle.FORMAT,
         "format_version": _bundle.FORMAT_VERSION,
         "complete": False,
-        "mode": tracer._mode if tracer._mode in ("instrumented", "sampler") else "stack",
+        "mode": ("instrumented+sampler" if with_samples else
+                 tracer._mode if tracer._mode in ("instrumented", "sampler") else "stack"),
         "command": list(argv),
         "cwd": os.getcwd(),
         "python": sys.version.split()[0],

@@ -180,7 +180,7 @@ def build_profile(path, options=None, timeline=False, filters=None, progress=Non
             if manifest.get("pids") and command:
                 profile.processes[manifest["pids"][0]] = " ".join(command)
             has_perf = _bundle.has_perf_events(path, manifest)
-            if not has_perf and profile.mode not in ("instrumented", "sampler"):
+            if not has_perf and profile.mode not in ("instrumented", "sampler", "instrumented+sampler"):
                 raise ReportError(f"the capture {path} has no perf events, so nothing to report; capture again "
                                   f"(see perf-record.log in it for why perf failed)")
             if not has_perf and profile.mode == "instrumented":
