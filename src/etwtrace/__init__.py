@@ -168,7 +168,8 @@ class StackSamplingTracer(_TracingMixin):
 class InstrumentedTracer(_TracingMixin):
     """Records entry and exit of every Python and C call.
 
-    samples=True also runs the sampler (SamplingTracer) for the same run, on the same clock:
+    trace_path: the trace file (default: $ETWTRACE_TRACE_DIR or the current directory,
+    etwtrace-<pid>.etwtrace). samples=True also runs the sampler (SamplingTracer) for the same run, on the same clock:
     its samples go to a companion file beside the trace (etwtrace-<pid>.etwtrace ->
     etwtrace-<pid>.samples.etwtrace; samples_path), and read() or `report` of both files, or of
     their directory, give one timeline. sample_rate (per second of each thread's CPU time,
@@ -177,8 +178,9 @@ class InstrumentedTracer(_TracingMixin):
 
     _mode = "instrumented"
 
-    def __init__(self, samples=False, sample_rate=None, sample_clock=None):
-        options = {"samples": True} if samples else {}
+    def __init__(self, samples=False, sample_rate=None, sample_clock=None, **options):
+        if samples:
+            options["samples"] = True
         if sample_rate is not None or sample_clock is not None:
             if not samples:
                 raise ValueError("sample_rate and sample_clock need samples=True")
