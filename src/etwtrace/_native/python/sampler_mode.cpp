@@ -118,7 +118,8 @@ void register_thread(PyThreadState* tstate, pid_t tid) {
     g_threads.push_back(t);
 }
 
-void retire(SampledThread* t) {
+// No more samples of `t`: its clock stops and its handler, if running, has finished.
+void stop_sampling(SampledThread* t) {
     Slot* slot = find_slot(t->tid);
     if (slot && slot->thread.load(std::memory_order_relaxed) == t) {
         slot->thread.store(nullptr, std::memory_order_seq_cst);
@@ -127,6 +128,10 @@ void retire(SampledThread* t) {
     while (t->in_handler.load(std::memory_order_seq_cst)) {
         std::this_thread::yield();  // a handler on that thread is finishing its sample
     }
+}
+
+void retire(SampledThread* t) {
+    stop_sampling(t);
     drain_ring(*t, 0, g_counters);
     t->buffer.thread(false);
     t->buffer.detach();
@@ -259,8 +264,14 @@ constexpr uintptr_t kRoundFlushes = 1;                      // in a round's argu
 int drain_round_pending(void* arg) {
     const auto value = reinterpret_cast<uintptr_t>(arg);
     if (g_enabled) {
+        // As in a dying code object's drain: the round's own time is not sampled.
+        sigset_t sampler_signal, saved_mask;
+        sigemptyset(&sampler_signal);
+        sigaddset(&sampler_signal, g_signal);
+        pthread_sigmask(SIG_BLOCK, &sampler_signal, &saved_mask);
         scan_threads();
         drain_all((value & kRoundFlushes) != 0, KernelNames::WaitInRing);
+        pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
     }
     {
         std::lock_guard<std::mutex> lock(*g_drain_mu);
@@ -414,7 +425,12 @@ void finish() {
     }
     stop_drain();
     g_enabled = false;
-    // The last drains: any kernel frames left are named now (the program is done).
+    // The last drains: any kernel frames left are named now (the program is done), with the
+    // sampling stopped first: loading the names here takes 50-80 ms of this thread's CPU,
+    // which is ours, not the program's (it was 19 % of a 0.2 s program's samples).
+    for (SampledThread* t : g_threads) {
+        stop_sampling(t);
+    }
     if (std::any_of(g_threads.begin(), g_threads.end(), [](SampledThread* t) { return kernel_names_needed(*t); })) {
         etwtrace::sampler::load_kernel_symbols();
     }
