@@ -1,8 +1,6 @@
 """A sample's timestamp is when it was taken: the timeline of a sampler trace puts each sample in
 the phase of the program that ran then, whenever the drain thread wrote it."""
 
-import statistics
-
 PHASES = """\
 import threading
 import time
@@ -54,10 +52,12 @@ def test_each_sample_is_stamped_when_it_was_taken(run_sampled):
     for index, phase in enumerate("abcd"):
         start, end = bounds[index], bounds[index + 1]
         stamps = sorted(by_phase[phase])
-        # 0.25 s of CPU at 1 kHz: ~250 samples, each inside its phase, no two at one instant.
-        assert len(stamps) >= 200, (phase, len(stamps))
+        # 0.25 s of CPU at 1 kHz: ~250 samples (fewer on a machine so loaded that context
+        # switches take much of the thread's CPU time: the task-clock does not count them),
+        # each inside its phase, and never two closer than most of a period: each at its own
+        # instant, not bunched at the moment the drain wrote them.
+        assert len(stamps) >= 50, (phase, len(stamps))
         outside = [s for s in stamps if not start <= s <= end]
         assert not outside, (phase, len(outside), (outside[0] - end) / 1e6)
-        assert len(set(stamps)) == len(stamps), (phase, len(stamps) - len(set(stamps)))
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-        assert 0.7e6 <= statistics.median(gaps) <= 1.5e6, (phase, statistics.median(gaps))
+        assert min(gaps) >= 0.5e6, (phase, sorted(gaps)[:5])
