@@ -264,14 +264,9 @@ constexpr uintptr_t kRoundFlushes = 1;                      // in a round's argu
 int drain_round_pending(void* arg) {
     const auto value = reinterpret_cast<uintptr_t>(arg);
     if (g_enabled) {
-        // As in a dying code object's drain: the round's own time is not sampled.
-        sigset_t sampler_signal, saved_mask;
-        sigemptyset(&sampler_signal);
-        sigaddset(&sampler_signal, g_signal);
-        pthread_sigmask(SIG_BLOCK, &sampler_signal, &saved_mask);
+        SamplerSignalBlocked unsampled;  // the round's own time is not the program's
         scan_threads();
         drain_all((value & kRoundFlushes) != 0, KernelNames::WaitInRing);
-        pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
     }
     {
         std::lock_guard<std::mutex> lock(*g_drain_mu);

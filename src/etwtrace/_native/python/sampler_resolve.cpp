@@ -56,10 +56,7 @@ void code_dealloc(PyObject* code) {
         // The drain runs on the program's thread: the sampler's signal stays blocked meanwhile,
         // or the drain's time would be sampled and those samples drained at the next death (at
         // high rates a program calling exec() in a loop ran hundreds of times slower).
-        sigset_t sampler_signal, saved_mask;
-        sigemptyset(&sampler_signal);
-        sigaddset(&sampler_signal, g_signal);
-        pthread_sigmask(SIG_BLOCK, &sampler_signal, &saved_mask);
+        SamplerSignalBlocked unsampled;
         g_draining = true;
         Py_SET_REFCNT(code, 1);
         {
@@ -68,7 +65,6 @@ void code_dealloc(PyObject* code) {
         }
         Py_SET_REFCNT(code, 0);
         g_draining = false;
-        pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
     }
     uint64_t death = g_code_deaths.load(std::memory_order_relaxed) + 1;
     g_code_deaths.store(death, std::memory_order_release);

@@ -10,6 +10,8 @@
 // Everything here but the ring's producer side is used under the GIL.
 #pragma once
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -60,6 +62,24 @@ extern int g_signal;                // the real-time signal in use (0 before ins
 extern etwtrace::sampler::ClockChoice g_clock;
 extern bool g_native;               // unwind native stacks too (option "native")
 extern uint64_t g_half_period_ticks; // half the sampling period, in trace ticks
+
+// The sampler's signal blocked on this thread while it lives: our own work on a program's
+// thread (a drain) is not sampled as the program's.
+class SamplerSignalBlocked {
+public:
+    SamplerSignalBlocked() {
+        sigset_t sampler_signal;
+        sigemptyset(&sampler_signal);
+        sigaddset(&sampler_signal, g_signal);
+        pthread_sigmask(SIG_BLOCK, &sampler_signal, &saved_);
+    }
+    ~SamplerSignalBlocked() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+    SamplerSignalBlocked(const SamplerSignalBlocked&) = delete;
+    SamplerSignalBlocked& operator=(const SamplerSignalBlocked&) = delete;
+
+private:
+    sigset_t saved_;
+};
 extern __attribute__((tls_model("initial-exec"))) thread_local pid_t t_tid;    // the thread's cached kernel id (0: not read yet)
 extern __attribute__((tls_model("initial-exec"))) thread_local bool t_requested;  // the signal being raised is _mark_stack's
 
